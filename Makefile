@@ -1,0 +1,63 @@
+# wallctl — see README.md. Works as root on a fresh Debian 12 with Python 3.11.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Debian packages the test suite talks to as real peers.
+DEB_TEST_PACKAGES ?= systemd sqlite3
+APT_UPDATED := $(VENV)/.apt-updated
+
+.PHONY: run test lint typecheck pytest bench fmt clean deb-test-deps venv
+
+run: $(VENV)/.installed
+	$(BIN)/wallctl run $(ARGS)
+
+test: deb-test-deps $(VENV)/.installed-test lint typecheck pytest
+
+venv: $(VENV)/.installed
+
+# A fresh Debian's python3 lacks the venv module until python3-venv is installed.
+$(VENV)/bin/python:
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  rm -rf $(VENV); \
+	  echo "python3 -m venv failed: installing python3-venv"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; \
+	  $(PYTHON) -m venv $(VENV); }
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml setup.py $(VENV)/bin/python
+	$(BIN)/pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml setup.py $(VENV)/bin/python
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@ $(VENV)/.installed
+
+deb-test-deps:
+	@missing=""; for p in $(DEB_TEST_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff format --check wallctl drivers tests bench
+	$(BIN)/ruff check wallctl drivers tests bench
+
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy
+
+# pytest exits 5 when it collected no test: that is a failure here, as any non-zero is.
+pytest: $(VENV)/.installed-test
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/run_all.py
+
+fmt: $(VENV)/.installed-test
+	$(BIN)/ruff format wallctl drivers tests bench
+	$(BIN)/ruff check --fix wallctl drivers tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

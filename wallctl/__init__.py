@@ -1,0 +1,3 @@
+"""wallctl: video-wall and device control daemon for command centres."""
+
+__version__ = "0.1.0"

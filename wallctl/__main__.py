@@ -1,0 +1,3 @@
+from wallctl.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,165 @@
+"""Events to API clients: categories, fan-out, bounded per-connection queues, resync.
+
+An event is serialised once, whatever the number of subscribers; each connection only
+prefixes its own sequence number. Every connection has a bounded queue: offering to it
+never blocks and never grows past the bound. A connection that falls that far behind
+loses what is queued and gets, when it reads again, a ``resync`` event and a fresh
+snapshot: a slow touch panel costs a little memory, never the wall's progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from wallctl.api.protocol import encode
+from wallctl.store import Actor
+from wallctl.walls import WallChanged, WallService
+
+
+def origin_of(actor: Actor) -> dict[str, Any]:
+    return {"identity": actor.identity, "session": actor.session, "via": actor.via}
+
+
+def event_tail(
+    type_: str,
+    category: str | None,
+    data: dict[str, Any],
+    *,
+    wall: str | None = None,
+    revision: int | None = None,
+    origin: dict[str, Any] | None = None,
+) -> str:
+    """The event without its opening brace and seq: shared by every subscriber."""
+    body = {
+        "type": type_,
+        "category": category,
+        "wall": wall,
+        "revision": revision,
+        "origin": origin,
+        "data": data,
+    }
+    return encode(body)[1:]
+
+
+def frame(seq: int, tail: str) -> str:
+    return f'{{"op":"event","seq":{seq},{tail}'
+
+
+class Subscriber:
+    """One connection's view of the event stream."""
+
+    def __init__(self, categories: Iterable[str], bound: int) -> None:
+        self.categories = set(categories)
+        self.bound = bound
+        self.queue: deque[str] = deque()
+        self.seq = 0
+        # Set when events were dropped, or a snapshot is due (subscribe, reidentify).
+        self.resync = False
+        self.snapshot_due = False
+        self.dropped = 0
+        self.wake = asyncio.Event()
+
+    def offer(self, category: str, tail: str) -> bool:
+        """Queue an event; False when it overflowed (the queue is dropped for a resync)."""
+        if category not in self.categories:
+            return True
+        if len(self.queue) >= self.bound:
+            self.dropped += len(self.queue) + 1
+            self.queue.clear()
+            self.resync = True
+            self.wake.set()
+            return False
+        self.queue.append(tail)
+        self.wake.set()
+        return True
+
+    def request_snapshot(self) -> None:
+        self.queue.clear()
+        self.snapshot_due = True
+        self.wake.set()
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+
+class EventHub:
+    def __init__(self, walls: WallService) -> None:
+        self.walls = walls
+        self.subscribers: set[Subscriber] = set()
+        self.resyncs = 0
+        self.published = 0
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def start(self) -> None:
+        self._unsubscribe = self.walls.subscribe(self._wall_changed)
+
+    def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def add(self, sub: Subscriber) -> None:
+        self.subscribers.add(sub)
+
+    def remove(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+
+    def _fan_out(self, category: str, tail: str) -> None:
+        self.published += 1
+        for sub in self.subscribers:
+            if not sub.offer(category, tail):
+                self.resyncs += 1
+
+    def _wall_changed(self, ev: WallChanged) -> None:
+        if not self.subscribers:
+            return
+        state = ev.state
+        data = {"action": ev.action, "ts": ev.ts, "state": state.model_dump(mode="json")}
+        tail = event_tail(
+            "wall.changed",
+            "wall",
+            data,
+            wall=state.wall,
+            revision=state.revision,
+            origin=origin_of(ev.actor),
+        )
+        self._fan_out("wall", tail)
+
+    def publish(
+        self, category: str, type_: str, wall: str | None, actor: Actor, data: dict[str, Any]
+    ) -> None:
+        if not self.subscribers:
+            return
+        revision = self.walls.state(wall).revision if wall in self.walls.walls else None
+        tail = event_tail(
+            type_, category, data, wall=wall, revision=revision, origin=origin_of(actor)
+        )
+        self._fan_out(category, tail)
+
+    def snapshot_tail(self) -> str:
+        """Every wall as it is now (durable state), for a client starting or resyncing."""
+        walls = []
+        for wid in self.walls.walls:
+            st = self.walls.state(wid)
+            walls.append(
+                {"wall": wid, "revision": st.revision, "state": st.model_dump(mode="json")}
+            )
+        main = self.walls.state(None)
+        return event_tail(
+            "snapshot",
+            None,
+            {"ts": time.time(), "walls": walls},
+            wall=main.wall,
+            revision=main.revision,
+        )
+
+    @staticmethod
+    def resync_tail(dropped: int) -> str:
+        return event_tail(
+            "resync", None, {"dropped": dropped, "reason": "the client read events too slowly"}
+        )

@@ -1,0 +1,731 @@
+"""The control API server: WebSocket sessions on top of the method table.
+
+One task per connection reads, decodes and answers its requests in order (a client that
+stops reading therefore stops being read: backpressure instead of buffering); a second
+task per connection writes its events from a bounded queue. The socket is the only I/O
+here: decoding lives in ``protocol``, the methods in ``methods``, the fan-out in
+``events``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import ssl
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request as HttpRequest
+from websockets.http11 import Response as HttpResponse
+from websockets.typing import Origin
+
+from wallctl import __version__
+from wallctl.api import methods
+from wallctl.api.config import ApiConfig
+from wallctl.api.events import EventHub, Subscriber, frame
+from wallctl.api.methods import ApiContext, SessionInfo
+from wallctl.api.protocol import (
+    CATEGORY_ROLE,
+    MAX_BATCH,
+    MECHANISM,
+    PROTOCOL_VERSION,
+    ROLE_SCOPES,
+    SUPPORTED_VERSIONS,
+    Batch,
+    CloseCode,
+    DecodeError,
+    Identify,
+    IdentifyProof,
+    Reidentify,
+    Request,
+    decode,
+    encode,
+    error_response,
+    role_allows,
+)
+from wallctl.component import Component, Health, Status
+from wallctl.errors import InternalError, InvalidField, RateLimited, WallctlError
+from wallctl.logs import get_logger
+from wallctl.store import Actor, Store
+from wallctl.walls import WallService
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from wallctl.config import Config
+    from wallctl.daemon import Runtime
+
+log = get_logger("wallctl.api")
+
+
+class AuthBackend(Protocol):
+    """What the server needs of ``wallctl.accounts.Accounts`` (tests pass a fake)."""
+
+    async def load(self) -> None: ...
+
+    def begin(self, account: str, client_nonce: str) -> tuple[Any, Any]: ...
+
+    def finish(self, state: Any, client_proof_b64: str) -> tuple[Any, str]: ...
+
+
+@dataclass(frozen=True)
+class LoginIdentity:
+    account: str
+    role: str
+    display_name: str
+
+
+class _Refused(Exception):
+    """Identify failed: close with this code once the login delay has passed."""
+
+    def __init__(self, code: CloseCode, reason: str, delay: bool = False) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.delay = delay
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+
+    def take(self, n: int = 1) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= n:
+            self.tokens -= n
+            return True
+        return False
+
+
+class LoginThrottle:
+    """Failed logins per address, bounded in memory."""
+
+    MAX_ADDRESSES = 10000
+
+    def __init__(self) -> None:
+        self.failures: dict[str, deque[float]] = {}
+
+    def blocked(self, address: str, limit: int, window: float) -> bool:
+        q = self.failures.get(address)
+        if q is None:
+            return False
+        cutoff = time.monotonic() - window
+        while q and q[0] < cutoff:
+            q.popleft()
+        if not q:
+            del self.failures[address]
+            return False
+        return len(q) >= limit
+
+    def failed(self, address: str, limit: int) -> None:
+        if address not in self.failures and len(self.failures) >= self.MAX_ADDRESSES:
+            # Forget the address whose failures are oldest; an attacker rotating through
+            # addresses gains nothing over one that waits out the window.
+            oldest = min(self.failures, key=lambda a: self.failures[a][-1])
+            del self.failures[oldest]
+        self.failures.setdefault(address, deque(maxlen=limit)).append(time.monotonic())
+
+
+@dataclass
+class _Counters:
+    requests: dict[tuple[str, str], int] = field(default_factory=dict)
+    login_failures: int = 0
+    rate_limited: int = 0
+
+    def count(self, method: str, result: str) -> None:
+        key = (method if method in methods.METHODS else "unknown", result)
+        self.requests[key] = self.requests.get(key, 0) + 1
+
+
+class ApiServer(Component):
+    name = "api"
+
+    def __init__(
+        self,
+        config: ApiConfig,
+        walls: WallService,
+        store: Store,
+        accounts: AuthBackend,
+        *,
+        http_port: int | None = None,
+        registry: CollectorRegistry | None = None,
+        bootstrap_file: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.walls = walls
+        self.store = store
+        self.accounts = accounts
+        self.http_port = http_port
+        self.bootstrap_file = bootstrap_file
+        self.hub = EventHub(walls)
+        self.ctx = ApiContext(walls, store, self.session_infos, self.hub.publish)
+        self.sessions: dict[str, Session] = {}
+        self.connections = 0
+        self.throttle = LoginThrottle()
+        self.counters = _Counters()
+        self.port: int | None = None
+        self._server: Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        if registry is not None:
+            registry.register(_ApiMetrics(self))
+
+    # --- component -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.accounts.load()
+        bootstrap = getattr(self.accounts, "ensure_bootstrap", None)
+        if self.bootstrap_file is not None and bootstrap is not None:
+            # Without any account nobody could log in: create "admin" on first start.
+            written = await bootstrap(self.bootstrap_file)
+            if written:
+                log.warning("created API account 'admin'; its password is in", file=written)
+        cfg = self.config
+        tls: ssl.SSLContext | None = None
+        if cfg.tls_cert is not None and cfg.tls_key is not None:
+            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            tls.minimum_version = ssl.TLSVersion.TLSv1_2
+            await asyncio.to_thread(tls.load_cert_chain, cfg.tls_cert, cfg.tls_key)
+        self.hub.start()
+        self._server = await serve(
+            self._session,
+            cfg.host,
+            cfg.port,
+            ssl=tls,
+            origins=self._origins(),
+            process_request=self._admit,
+            max_size=cfg.max_message_bytes,
+            # Frames read ahead of the handler: small, so a flood waits in the kernel.
+            max_queue=8,
+            write_limit=64 * 1024,
+            ping_interval=cfg.ping_interval,
+            ping_timeout=cfg.ping_timeout,
+            close_timeout=5,
+            # Deflate costs CPU per message and opens compression side channels.
+            compression=None,
+            server_header=f"wallctl/{__version__}",
+        )
+        sock = next(iter(self._server.sockets))
+        self.port = sock.getsockname()[1]
+        log.info("api listening", url=self.url)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.hub.stop()
+        if self._server is not None:
+            # Sessions are closed with 1001 (going away); their handlers then end.
+            self._server.close(close_connections=True)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), timeout=8)
+            self._server = None
+        for t in list(self._tasks):
+            t.cancel()
+
+    def health(self) -> Health:
+        if self._server is None:
+            return Health(Status.STOPPED if self._stopping else Status.STARTING)
+        return Health(Status.OK, f"{len(self.sessions)} clients")
+
+    def reload(self, config: Config) -> list[str]:
+        new: ApiConfig = config.api
+        old = self.config
+        restart = [
+            f"api.{k}"
+            for k in (
+                "host",
+                "port",
+                "path",
+                "tls_cert",
+                "tls_key",
+                "max_message_bytes",
+                "ping_interval",
+                "ping_timeout",
+                "allowed_origins",
+            )
+            if getattr(old, k) != getattr(new, k)
+        ]
+        # Those stay as they are until the restart, so `url` keeps telling the truth.
+        self.config = new.model_copy(update={k[4:]: getattr(old, k[4:]) for k in restart})
+        task = asyncio.get_running_loop().create_task(self.accounts.load())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return restart
+
+    @property
+    def url(self) -> str:
+        return self.config.url(self.port)
+
+    # --- admission -----------------------------------------------------------------
+
+    def _origins(self) -> list[Origin | None]:
+        origins: list[Origin | None] = [None, *map(Origin, self.config.allowed_origins)]
+        if self.http_port:
+            origins += [Origin(f"http://{h}:{self.http_port}") for h in ("127.0.0.1", "localhost")]
+        return origins
+
+    def _admit(self, conn: ServerConnection, request: HttpRequest) -> HttpResponse | None:
+        if request.path.split("?", 1)[0] != self.config.path:
+            return conn.respond(HTTPStatus.NOT_FOUND, "no API at this path\n")
+        if self.connections >= self.config.max_connections:
+            return conn.respond(HTTPStatus.SERVICE_UNAVAILABLE, "too many API connections\n")
+        if self._stopping:
+            return conn.respond(HTTPStatus.SERVICE_UNAVAILABLE, "shutting down\n")
+        return None
+
+    async def _session(self, ws: ServerConnection) -> None:
+        self.connections += 1
+        try:
+            await Session(self, ws).run()
+        finally:
+            self.connections -= 1
+
+    # --- for methods ---------------------------------------------------------------
+
+    def session_infos(self) -> list[SessionInfo]:
+        return [s.info() for s in self.sessions.values()]
+
+
+class _ApiMetrics(Collector):
+    def __init__(self, server: ApiServer) -> None:
+        self.server = server
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        s = self.server
+        clients = GaugeMetricFamily("wallctl_api_clients", "Identified API sessions")
+        clients.add_metric([], len(s.sessions))
+        yield clients
+        conns = GaugeMetricFamily("wallctl_api_connections", "Open API connections")
+        conns.add_metric([], s.connections)
+        yield conns
+        reqs = CounterMetricFamily(
+            "wallctl_api_requests", "API requests answered", labels=["method", "result"]
+        )
+        for (m, r), n in sorted(s.counters.requests.items()):
+            reqs.add_metric([m, r], n)
+        yield reqs
+        fails = CounterMetricFamily("wallctl_api_login_failures", "Failed API logins")
+        fails.add_metric([], s.counters.login_failures)
+        yield fails
+        resyncs = CounterMetricFamily(
+            "wallctl_api_resyncs", "Event queues dropped for a resync (slow clients)"
+        )
+        resyncs.add_metric([], s.hub.resyncs)
+        yield resyncs
+
+
+class Session:
+    def __init__(self, server: ApiServer, ws: ServerConnection) -> None:
+        self.server = server
+        self.ws = ws
+        self.id = secrets.token_hex(8)
+        peer = ws.remote_address
+        self.peer = str(peer[0]) if peer else "unknown"
+        self.since = time.time()
+        self.identity: LoginIdentity | None = None
+        self.actor = Actor("anonymous", via="api", session=self.id)
+        self.sub: Subscriber | None = None
+        self.requests = 0
+        cfg = server.config
+        self.bucket = TokenBucket(cfg.rate_limit, cfg.rate_burst)
+        self.log = log.bind(session=self.id, peer=self.peer)
+
+    def info(self) -> SessionInfo:
+        ident = self.identity
+        assert ident is not None
+        return SessionInfo(
+            session=self.id,
+            account=ident.account,
+            role=ident.role,
+            peer=self.peer,
+            since=self.since,
+            subscriptions=sorted(self.sub.categories if self.sub else ()),
+            requests=self.requests,
+        )
+
+    # --- life ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        cfg = self.server.config
+        try:
+            await self.ws.send(encode(self._hello()))
+            try:
+                async with asyncio.timeout(cfg.identify_timeout):
+                    identify, identity, signature = await self._identify()
+            except TimeoutError:
+                raise _Refused(CloseCode.IDENTIFY_TIMEOUT, "identify timeout") from None
+        except _Refused as r:
+            if r.delay:
+                await asyncio.sleep(cfg.login_delay_ms / 1000)
+            await self.ws.close(int(r.code), r.reason)
+            return
+        except ConnectionClosed:
+            return
+        self.identity = identity
+        self.actor = Actor(identity.account, via="api", session=self.id, role=identity.role)
+        self.sub = Subscriber((), cfg.event_queue)
+        granted = self._subscribe(identify.subscriptions)
+        self.server.sessions[self.id] = self
+        self.server.hub.add(self.sub)
+        writer: asyncio.Task[None] | None = None
+        self.log.info("api session identified", account=identity.account, role=identity.role)
+        try:
+            await self.ws.send(encode(self._identified(identify.subscriptions, granted, signature)))
+            # Only now: the snapshot (and any event) must follow `identified`.
+            writer = asyncio.create_task(self._write_events(), name=f"api-events-{self.id}")
+            self.server.hub.publish(
+                "session",
+                "session.opened",
+                None,
+                self.actor,
+                {"session": self.id, "account": identity.account, "role": identity.role},
+            )
+            await self._serve()
+        except ConnectionClosed:
+            pass
+        finally:
+            self.server.hub.remove(self.sub)
+            self.server.sessions.pop(self.id, None)
+            if writer is not None:
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                    await writer
+            self.server.hub.publish(
+                "session",
+                "session.closed",
+                None,
+                self.actor,
+                {"session": self.id, "account": identity.account},
+            )
+            self.log.info(
+                "api session closed", account=identity.account, code=self.ws.close_code or 0
+            )
+
+    def _hello(self) -> dict[str, Any]:
+        anon = self.server.config.anonymous_role
+        return {
+            "op": "hello",
+            "server": "wallctl",
+            "server_version": __version__,
+            "protocol_version": PROTOCOL_VERSION,
+            "supported_versions": list(SUPPORTED_VERSIONS),
+            "session": self.id,
+            "authentication": {
+                "mechanisms": [MECHANISM],
+                "anonymous_role": None if anon == "none" else anon,
+            },
+        }
+
+    async def _next(self, expect: str) -> Any:
+        raw = await self.ws.recv()
+        try:
+            return decode(raw, self.server.config.max_message_bytes)
+        except DecodeError as e:
+            raise _Refused(
+                CloseCode.MESSAGE_DECODE_ERROR, _reason(f"expected {expect}: {e.error.message}")
+            ) from None
+
+    async def _identify(self) -> tuple[Identify, LoginIdentity, str | None]:
+        cfg = self.server.config
+        msg = await self._next("identify")
+        if not isinstance(msg, Identify):
+            raise _Refused(CloseCode.NOT_IDENTIFIED, f"expected identify, got {msg.op}")
+        if msg.protocol_version not in SUPPORTED_VERSIONS:
+            raise _Refused(
+                CloseCode.UNSUPPORTED_PROTOCOL_VERSION,
+                f"protocol_version {msg.protocol_version} is not supported; "
+                f"use one of {list(SUPPORTED_VERSIONS)}",
+            )
+        if msg.account is None:
+            if cfg.anonymous_role == "none":
+                raise _Refused(CloseCode.AUTHENTICATION_FAILED, "this server requires a login")
+            return msg, LoginIdentity("anonymous", cfg.anonymous_role, "anonymous"), None
+        if msg.client_nonce is None:
+            raise _Refused(
+                CloseCode.MESSAGE_DECODE_ERROR, "identify with an account needs client_nonce"
+            )
+        throttle = self.server.throttle
+        if throttle.blocked(self.peer, cfg.login_failures_max, cfg.login_failure_window):
+            self.log.warning("api login throttled", account=msg.account)
+            raise _Refused(
+                CloseCode.LOGIN_THROTTLED, "too many failed logins; try again later", delay=True
+            )
+        accounts = self.server.accounts
+        try:
+            challenge, state = accounts.begin(msg.account, msg.client_nonce)
+        except WallctlError:
+            # A malformed name is answered like a wrong password: no hint either way.
+            await self._login_failed(msg.account)
+            raise _Refused(
+                CloseCode.AUTHENTICATION_FAILED, "authentication failed", delay=True
+            ) from None
+        await self.ws.send(
+            encode(
+                {
+                    "op": "challenge",
+                    "mechanism": MECHANISM,
+                    "salt": challenge.salt,
+                    "iterations": challenge.iterations,
+                    "nonce": challenge.nonce,
+                }
+            )
+        )
+        proof = await self._next("identify_proof")
+        if not isinstance(proof, IdentifyProof):
+            raise _Refused(CloseCode.NOT_IDENTIFIED, f"expected identify_proof, got {proof.op}")
+        try:
+            ident, signature = accounts.finish(state, proof.proof)
+        except WallctlError:
+            await self._login_failed(msg.account)
+            raise _Refused(
+                CloseCode.AUTHENTICATION_FAILED, "authentication failed", delay=True
+            ) from None
+        identity = LoginIdentity(ident.account, str(ident.role), ident.display_name)
+        await self.server.store.audit(
+            Actor(identity.account, via="api", session=self.id, role=identity.role),
+            "session.login",
+            detail={"peer": self.peer},
+        )
+        return msg, identity, signature
+
+    async def _login_failed(self, account: str) -> None:
+        cfg = self.server.config
+        self.server.throttle.failed(self.peer, cfg.login_failures_max)
+        self.server.counters.login_failures += 1
+        self.log.warning("api login failed", account=account[:64])
+        await self.server.store.audit(
+            Actor(account[:64], via="api", session=self.id),
+            "session.login",
+            result="denied",
+            detail={"peer": self.peer},
+        )
+
+    def _subscribe(self, wanted: Iterable[str]) -> list[str]:
+        assert self.sub is not None and self.identity is not None
+        granted = [
+            c for c in dict.fromkeys(wanted) if role_allows(self.identity.role, CATEGORY_ROLE[c])
+        ]
+        before = self.sub.categories
+        self.sub.categories = set(granted)
+        if "wall" in self.sub.categories and "wall" not in before:
+            self.sub.request_snapshot()
+        return granted
+
+    def _identified(
+        self, wanted: Sequence[str], granted: list[str], signature: str | None
+    ) -> dict[str, Any]:
+        cfg = self.server.config
+        ident = self.identity
+        assert ident is not None
+        return {
+            "op": "identified",
+            "protocol_version": PROTOCOL_VERSION,
+            "session": self.id,
+            "identity": {
+                "account": ident.account,
+                "display_name": ident.display_name,
+                "role": ident.role,
+            },
+            "scopes": list(ROLE_SCOPES[ident.role]),
+            "subscriptions": granted,
+            "refused_subscriptions": [c for c in dict.fromkeys(wanted) if c not in granted],
+            "server_signature": signature,
+            "limits": {
+                "max_message_bytes": cfg.max_message_bytes,
+                "rate_limit": cfg.rate_limit,
+                "rate_burst": cfg.rate_burst,
+                "event_queue": cfg.event_queue,
+                "max_batch": MAX_BATCH,
+            },
+        }
+
+    # --- requests ------------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        max_bytes = self.server.config.max_message_bytes
+        async for raw in self.ws:
+            try:
+                msg = decode(raw, max_bytes)
+            except DecodeError as e:
+                self.server.counters.count("unknown", e.error.code)
+                await self.ws.send(encode(error_response(e.request_id, e.error)))
+                continue
+            if isinstance(msg, Request):
+                await self.ws.send(encode(await self._request(msg)))
+            elif isinstance(msg, Batch):
+                await self.ws.send(encode(await self._batch(msg)))
+            elif isinstance(msg, Reidentify):
+                assert self.sub is not None
+                # Held back until `identified` is out, so the snapshot follows it.
+                wake = self.sub.wake
+                self.sub.wake = asyncio.Event()
+                granted = self._subscribe(msg.subscriptions)
+                await self.ws.send(encode(self._identified(msg.subscriptions, granted, None)))
+                pending = self.sub.wake.is_set()
+                self.sub.wake = wake
+                if pending:
+                    wake.set()
+            else:
+                await self.ws.close(int(CloseCode.ALREADY_IDENTIFIED), "already identified")
+                return
+
+    def _limited(self, n: int) -> RateLimited | None:
+        cfg = self.server.config
+        self.bucket.rate, self.bucket.burst = cfg.rate_limit, float(cfg.rate_burst)
+        if self.bucket.take(n):
+            return None
+        self.server.counters.rate_limited += 1
+        return RateLimited(
+            f"over {cfg.rate_limit:g} requests/s (burst {cfg.rate_burst}); slow down"
+        )
+
+    async def _request(self, msg: Request) -> dict[str, Any]:
+        self.requests += 1
+        assert self.identity is not None
+        limited = self._limited(1)
+        if limited is not None:
+            self.server.counters.count(msg.method, limited.code)
+            return error_response(msg.id, limited)
+        try:
+            result = await methods.call(
+                self.server.ctx,
+                self.actor,
+                self.identity.role,
+                msg.method,
+                msg.params,
+                msg.if_revision,
+            )
+        except WallctlError as e:
+            self.server.counters.count(msg.method, e.code)
+            if e.code == "not_permitted":
+                await self._audit_denied(msg.method)
+            return error_response(msg.id, e)
+        except Exception:
+            self.log.exception("api request failed", method=msg.method)
+            self.server.counters.count(msg.method, "internal")
+            return error_response(msg.id, InternalError("internal error; see the daemon's log"))
+        self.server.counters.count(msg.method, "ok")
+        return {"op": "response", "id": msg.id, "ok": True, "result": result}
+
+    async def _audit_denied(self, method: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.server.store.audit(self.actor, method, result="denied")
+
+    async def _batch(self, msg: Batch) -> dict[str, Any]:
+        self.requests += len(msg.requests)
+        assert self.identity is not None
+        role = self.identity.role
+        base = {"op": "batch_response", "id": msg.id, "mode": msg.mode}
+        limited = self._limited(len(msg.requests))
+        if limited is not None:
+            self.server.counters.count("batch", limited.code)
+            return {
+                **base,
+                "ok": False,
+                "error": limited.to_dict(),
+                "results": [
+                    {"id": r.id, "ok": False, "error": limited.to_dict()} for r in msg.requests
+                ],
+            }
+        try:
+            if msg.mode == "atomic":
+                out = await methods.run_atomic(
+                    self.server.ctx, self.actor, role, msg.requests, msg.if_revision
+                )
+            else:
+                if msg.if_revision is not None:
+                    err: WallctlError = InvalidField(
+                        "an ordered batch takes if_revision on each request", field="if_revision"
+                    )
+                    return {
+                        **base,
+                        "ok": False,
+                        "error": err.to_dict(),
+                        "results": [
+                            {"id": r.id, "ok": False, "error": err.to_dict()} for r in msg.requests
+                        ],
+                    }
+                out = await methods.run_ordered(self.server.ctx, self.actor, role, msg.requests)
+        except Exception:
+            self.log.exception("api batch failed")
+            err = InternalError("internal error; see the daemon's log")
+            return {
+                **base,
+                "ok": False,
+                "error": err.to_dict(),
+                "results": [
+                    {"id": r.id, "ok": False, "error": err.to_dict()} for r in msg.requests
+                ],
+            }
+        for r in out.results:
+            self.server.counters.count(
+                next(x.method for x in msg.requests if x.id == r["id"]),
+                "ok" if r["ok"] else r["error"]["code"],
+            )
+        reply: dict[str, Any] = {**base, "ok": out.ok, "results": out.results}
+        if out.error is not None:
+            reply["error"] = out.error.to_dict()
+        if out.revision is not None:
+            reply["revision"] = out.revision
+        return reply
+
+    # --- events --------------------------------------------------------------------
+
+    async def _write_events(self) -> None:
+        sub = self.sub
+        assert sub is not None
+        hub = self.server.hub
+        while True:
+            await sub.wake.wait()
+            sub.wake.clear()
+            while sub.queue or sub.resync or sub.snapshot_due:
+                if sub.resync:
+                    dropped, sub.dropped = sub.dropped, 0
+                    sub.resync = False
+                    sub.queue.clear()
+                    self.log.warning("api client too slow: resync", dropped=dropped)
+                    await self.ws.send(frame(sub.next_seq(), hub.resync_tail(dropped)))
+                    sub.snapshot_due = True
+                    continue
+                if sub.snapshot_due:
+                    sub.snapshot_due = False
+                    # Built now, after the drop: it holds what the dropped events said.
+                    sub.queue.clear()
+                    await self.ws.send(frame(sub.next_seq(), hub.snapshot_tail()))
+                    continue
+                await self.ws.send(frame(sub.next_seq(), sub.queue.popleft()))
+
+
+def _reason(text: str) -> str:
+    # A close reason must fit in a control frame (123 bytes of UTF-8).
+    data = text.encode("utf-8")[:120]
+    return data.decode("utf-8", "ignore")
+
+
+def api_component(rt: Runtime) -> ApiServer:
+    """The API as the daemon builds it, with the real accounts."""
+    from wallctl.accounts import Accounts
+
+    return ApiServer(
+        rt.config.api,
+        rt.walls,
+        rt.store,
+        Accounts(rt.store),
+        http_port=rt.config.http.port,
+        registry=rt.registry,
+        bootstrap_file=rt.state_dir / "admin-password",
+    )
