@@ -62,10 +62,25 @@ class Subscriber:
         self.snapshot_due = False
         self.dropped = 0
         self.wake = asyncio.Event()
+        # True while the connection's writer task is between taking an event and
+        # having handed it to the socket: nothing may overtake it then.
+        self.sending = False
+        # Writes a tail now if the socket takes it without waiting; set by the session.
+        self.direct: Callable[[str], bool] | None = None
 
     def offer(self, category: str, tail: str) -> bool:
         """Queue an event; False when it overflowed (the queue is dropped for a resync)."""
         if category not in self.categories:
+            return True
+        if (
+            self.direct is not None
+            and not self.queue
+            and not self.sending
+            and not self.resync
+            and not self.snapshot_due
+            and self.direct(tail)
+        ):
+            # The common case, a client keeping up: no queue, no task switch.
             return True
         if len(self.queue) >= self.bound:
             self.dropped += len(self.queue) + 1
@@ -109,14 +124,19 @@ class EventHub:
     def remove(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
 
-    def _fan_out(self, category: str, tail: str) -> None:
+    def interested(self, category: str) -> list[Subscriber]:
+        return [s for s in self.subscribers if category in s.categories]
+
+    def _fan_out(self, subs: list[Subscriber], category: str, tail: str) -> None:
         self.published += 1
-        for sub in self.subscribers:
+        for sub in subs:
             if not sub.offer(category, tail):
                 self.resyncs += 1
 
     def _wall_changed(self, ev: WallChanged) -> None:
-        if not self.subscribers:
+        # Serialising a whole wall is the dear part: only when someone will read it.
+        subs = self.interested("wall")
+        if not subs:
             return
         state = ev.state
         data = {"action": ev.action, "ts": ev.ts, "state": state.model_dump(mode="json")}
@@ -128,18 +148,19 @@ class EventHub:
             revision=state.revision,
             origin=origin_of(ev.actor),
         )
-        self._fan_out("wall", tail)
+        self._fan_out(subs, "wall", tail)
 
     def publish(
         self, category: str, type_: str, wall: str | None, actor: Actor, data: dict[str, Any]
     ) -> None:
-        if not self.subscribers:
+        subs = self.interested(category)
+        if not subs:
             return
         revision = self.walls.state(wall).revision if wall in self.walls.walls else None
         tail = event_tail(
             type_, category, data, wall=wall, revision=revision, origin=origin_of(actor)
         )
-        self._fan_out(category, tail)
+        self._fan_out(subs, category, tail)
 
     def snapshot_tail(self) -> str:
         """Every wall as it is now (durable state), for a client starting or resyncing."""
