@@ -94,7 +94,7 @@ class WallService:
                     wall_id,
                     SYSTEM,
                     "layout.apply",
-                    self._layout_edit_for(layout, sources or None),
+                    self.layout_edit_for(layout, sources or None),
                     detail={"name": layout, "reason": "start-up layout"},
                 )
 
@@ -178,7 +178,7 @@ class WallService:
 
     # --- the operations faces call --------------------------------------------------------
 
-    def _layout_edit(
+    def layout_edit(
         self, state: WallState, ctx: EditContext, name: str, sources: Sequence[str | None] | None
     ) -> WallState:
         template = self.templates.get(name)
@@ -189,8 +189,8 @@ class WallService:
             return edits.apply_windows(state, ctx, name, preset.windows)
         return edits.apply_layout(state, ctx, name, fit(template, ctx.wall), sources)
 
-    def _layout_edit_for(self, name: str, sources: Sequence[str | None] | None) -> Edit:
-        return lambda s, c: self._layout_edit(s, c, name, sources)
+    def layout_edit_for(self, name: str, sources: Sequence[str | None] | None) -> Edit:
+        return lambda s, c: self.layout_edit(s, c, name, sources)
 
     async def apply_layout(
         self,
@@ -207,7 +207,7 @@ class WallService:
             wall_id,
             actor,
             "layout.apply",
-            self._layout_edit_for(name, sources),
+            self.layout_edit_for(name, sources),
             if_revision=if_revision,
             detail={"name": name, "sources": list(sources) if sources is not None else None},
         )

@@ -403,7 +403,7 @@ def _apply(
     ctx: ApiContext, p: LayoutApplyParams, s: WallState, c: EditContext
 ) -> tuple[WallState, Window | None]:
     # The same template-or-preset lookup WallService.apply_layout uses, as a pure edit.
-    return ctx.walls._layout_edit(s, c, p.name, p.sources), None
+    return ctx.walls.layout_edit(s, c, p.name, p.sources), None
 
 
 _wall_edit("window.open", "Open a window on the canvas; answers its id.", OpenParams, _open)
