@@ -23,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from wallctl import __version__
+from wallctl.bus import EventBus
 from wallctl.clock import clock_synchronized
 from wallctl.component import Component, Health, Status
 from wallctl.config import Config, ConfigError, LoadedConfig, load_config
@@ -102,6 +103,11 @@ class Runtime:
     notifier: Notifier
     started_at: float = field(default_factory=time.time)
     components: list[Component] = field(default_factory=list)
+    # Events of every capability, for the API and MQTT to carry out.
+    bus: EventBus = field(default_factory=EventBus)
+    # What a capability offers the others (and the API's methods), by name:
+    # e.g. "devices" -> the device registry. Filled by components as they are built.
+    services: dict[str, Any] = field(default_factory=dict)
 
 
 class WallsComponent(Component):

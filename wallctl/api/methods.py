@@ -9,6 +9,7 @@ integer, unknown fields are refused) and every failure names the field at fault.
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -28,6 +29,7 @@ from wallctl.errors import (
     InvalidField,
     NotFound,
     NotPermitted,
+    Unavailable,
     UnknownMethod,
     WallctlError,
 )
@@ -229,6 +231,9 @@ class SessionList(Result):
 # --- the table ---------------------------------------------------------------------------
 
 
+S = TypeVar("S")
+
+
 @dataclass
 class ApiContext:
     """What handlers reach: the command layer, the store, and hooks into the server."""
@@ -240,6 +245,18 @@ class ApiContext:
     publish: Callable[[str, str, str, Actor, dict[str, Any]], None] = (
         lambda category, type_, wall, actor, data: None
     )
+    # The daemon's services by name (Runtime.services): how methods of later
+    # capabilities reach their component without the API importing it.
+    services: dict[str, Any] = field(default_factory=dict)
+
+    def service(self, name: str, kind: type[S]) -> S:
+        """The running service ``name``, or ``unavailable`` when it is not configured."""
+        svc = self.services.get(name)
+        if svc is None:
+            raise Unavailable(f"{name} are not configured on this daemon")
+        if not isinstance(svc, kind):
+            raise AssertionError(f"service {name} is a {type(svc).__name__}")
+        return svc
 
 
 P = TypeVar("P", bound=Params)
@@ -273,6 +290,15 @@ class Method(Generic[P]):
 
 
 METHODS: dict[str, Method[Any]] = {}
+
+# Modules of later capabilities whose methods register on import (with ``method``).
+# Each capability adds its module here; the server and the spec generator load them.
+EXTENSIONS: list[str] = []
+
+
+def load_extensions() -> None:
+    for name in EXTENSIONS:
+        importlib.import_module(name)
 
 
 def method(

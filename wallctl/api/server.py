@@ -15,7 +15,7 @@ import secrets
 import ssl
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -54,6 +54,7 @@ from wallctl.api.protocol import (
     error_response,
     role_allows,
 )
+from wallctl.bus import BusEvent, EventBus
 from wallctl.component import Component, Health, Status
 from wallctl.errors import InternalError, InvalidField, RateLimited, WallctlError
 from wallctl.logs import get_logger
@@ -166,7 +167,10 @@ class ApiServer(Component):
         http_port: int | None = None,
         registry: CollectorRegistry | None = None,
         bootstrap_file: Path | None = None,
+        bus: EventBus | None = None,
+        services: dict[str, Any] | None = None,
     ) -> None:
+        methods.load_extensions()
         self.config = config
         self.walls = walls
         self.store = store
@@ -174,7 +178,15 @@ class ApiServer(Component):
         self.http_port = http_port
         self.bootstrap_file = bootstrap_file
         self.hub = EventHub(walls)
-        self.ctx = ApiContext(walls, store, self.session_infos, self.hub.publish)
+        self.ctx = ApiContext(
+            walls,
+            store,
+            self.session_infos,
+            self.hub.publish,
+            services={} if services is None else services,
+        )
+        self.bus = bus
+        self._bus_unsubscribe: Callable[[], None] | None = None
         self.sessions: dict[str, Session] = {}
         self.connections = 0
         self.throttle = LoginThrottle()
@@ -185,6 +197,9 @@ class ApiServer(Component):
         self._stopping = False
         if registry is not None:
             registry.register(_ApiMetrics(self))
+
+    def _bus_event(self, ev: BusEvent) -> None:
+        self.hub.publish(ev.category, ev.type, ev.wall, ev.actor, ev.data)
 
     # --- component -----------------------------------------------------------------
 
@@ -203,6 +218,8 @@ class ApiServer(Component):
             tls.minimum_version = ssl.TLSVersion.TLSv1_2
             await asyncio.to_thread(tls.load_cert_chain, cfg.tls_cert, cfg.tls_key)
         self.hub.start()
+        if self.bus is not None:
+            self._bus_unsubscribe = self.bus.subscribe(self._bus_event)
         self._server = await serve(
             self._session,
             cfg.host,
@@ -228,6 +245,9 @@ class ApiServer(Component):
     async def stop(self) -> None:
         self._stopping = True
         self.hub.stop()
+        if self._bus_unsubscribe is not None:
+            self._bus_unsubscribe()
+            self._bus_unsubscribe = None
         if self._server is not None:
             # Sessions are closed with 1001 (going away); their handlers then end.
             self._server.close(close_connections=True)
@@ -758,4 +778,6 @@ def api_component(rt: Runtime) -> ApiServer:
         http_port=rt.config.http.port,
         registry=rt.registry,
         bootstrap_file=rt.state_dir / "admin-password",
+        bus=rt.bus,
+        services=rt.services,
     )

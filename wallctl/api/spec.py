@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from wallctl.api import protocol
-from wallctl.api.methods import METHODS
+from wallctl.api.methods import METHODS, load_extensions
 from wallctl.api.protocol import (
     CATEGORIES,
     CATEGORY_ROLE,
@@ -39,6 +39,7 @@ MARKDOWN_FILE = "api.md"
 
 
 def schema() -> dict[str, Any]:
+    load_extensions()
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = []
     models += [(m, "validation") for m in CLIENT_OPS.values()]
     models += [(m, "serialization") for m in SERVER_OPS.values()]
