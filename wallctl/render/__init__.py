@@ -1,0 +1,1 @@
+"""The render pipeline: sources decoded once, composited per head, sent to outputs."""
