@@ -4,7 +4,17 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the test suite talks to as real peers.
-DEB_TEST_PACKAGES ?= systemd sqlite3
+DEB_TEST_PACKAGES ?= systemd sqlite3 socat mosquitto mosquitto-clients
+# The console's browser tests: headless Chromium and a CJK font for its screenshots.
+DEB_TEST_PACKAGES += chromium fonts-wqy-microhei
+# The compositor: a CJK font for labels and slates, an X server and SDL2 for the window
+# output, ffmpeg to probe the stream output.
+DEB_TEST_PACKAGES += fonts-noto-cjk xvfb libsdl2-2.0-0 ffmpeg
+# The sources: ffmpeg makes H.264 files; gst-rtsp-server (run by the system python3)
+# serves them, with credentials, as a real RTSP camera (tests/helpers/rtsp_server.py).
+DEB_TEST_PACKAGES += python3-gst-1.0 gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+	gstreamer1.0-plugins-ugly
 APT_UPDATED := $(VENV)/.apt-updated
 
 .PHONY: run test lint typecheck pytest bench fmt clean deb-test-deps venv

@@ -1,0 +1,27 @@
+"""Device drivers: one package per protocol, all on one small framework.
+
+How the pieces fit (read in this order when writing a driver):
+
+- ``errors.py``: the exceptions a driver call ends in (offline, timeout, the device's own
+  refusal, bad parameters) -- the host maps them to API error codes.
+- ``contract.py``: the :class:`~drivers.contract.Driver` base class. A driver declares its
+  ``manifest`` (vendor, products, protocol), its ``config_model`` (pydantic), its actions
+  (methods decorated with :func:`~drivers.contract.action`, each with a pydantic params
+  model), and keeps its ``state`` current; the host sets ``on_event`` to hear status and
+  state changes.
+- ``transport.py``: where the bytes go (TCP or a serial line) behind one interface.
+- ``connection.py``: one device link: reconnect with capped, jittered backoff, a request
+  queue with an inter-command gap and per-request timeouts, replies matched to requests,
+  everything else handed to the driver as unsolicited, and liveness (a dead link is
+  dropped and reopened).
+- ``matrix.py`` / ``display.py``: the family contracts the wallctl layer drives (ties and
+  salvos; power and input), so it needs no knowledge of any one protocol.
+- ``supervisor.py``: runs a driver so that a crash is logged and retried, never fatal.
+- ``simulator.py``: hosts a protocol's device model on a TCP port or a pseudo-terminal
+  (paced at the configured baud rate), so each simulator is just device model + grammar.
+- ``registry.py``: protocol name -> driver class, config model, simulator, manifest.
+
+A protocol package (``extron_sis/``, ``kramer_p3000/``, ...) holds ``codec.py`` (sans-I/O:
+bytes in -> events, commands -> bytes; no asyncio, no sockets), ``driver.py`` and
+``simulator.py`` (which reuses the codec's grammar tables, never its parser).
+"""

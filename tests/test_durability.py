@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from wallctl.wallstate import WallState
+from wallctl.store import state_at
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -77,10 +77,9 @@ def check_db(db: Path, last_ack: int | None) -> int:
             assert top >= last_ack, f"ACKed revision {last_ack} lost (store has {top})"
             # Changes are sequential: at most the one in flight is stored but not ACKed.
             assert top <= last_ack + 1
-            (body,) = conn.execute(
-                "SELECT state FROM revisions WHERE wall = 'main' AND revision = ?", (last_ack,)
-            ).fetchone()
-            st = WallState.model_validate_json(body)
+            # Rebuilt from the last whole state and the patches after it, as the daemon does.
+            st = state_at(conn, "main", last_ack)
+            assert st is not None, f"revision {last_ack} cannot be rebuilt"
             w1 = st.window("w1")
             assert w1 is not None
             expected = position(last_ack) if last_ack > 1 else (0, 0)

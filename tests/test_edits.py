@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from wallctl import edits
 from wallctl.config import WallConfig
@@ -460,3 +461,43 @@ def test_apply_windows_preset_and_restore_and_clear() -> None:
         and cleared.layout is None
         and cleared.next_window == state.next_window
     )
+
+
+# --- the copies and lookups edits are built on ------------------------------------------
+
+
+def test_evolve_is_model_copy_without_the_cost() -> None:
+    from wallctl.wallstate import Window, evolve
+
+    w = Window(id="w1", x=1, y=2, w=30, h=40, label="甲")
+    a = evolve(w, x=9, restore=None)
+    b = w.model_copy(update={"x": 9, "restore": None})
+    assert a == b and a.model_dump() == b.model_dump()
+    assert a.model_fields_set == b.model_fields_set
+    assert w.x == 1  # the original is untouched
+    with pytest.raises(ValidationError):  # still frozen
+        a.x = 3  # type: ignore[misc]
+
+
+def test_window_index_follows_every_state() -> None:
+    from wallctl.wallstate import replace_window, replaced_index
+
+    st = WallState(wall="main")
+    for i in range(20):
+        st, _ = edits.open_window(st, CTX, x=i * 10, y=0, w=16, h=16)
+    states = [st]
+    # More states than the index keeps: each still finds every window where it is.
+    for i in range(30):
+        states.append(edits.move(states[-1], CTX, f"w{(i % 20) + 1}", i, 5))
+    for s in states:
+        for pos, w in enumerate(s.windows):
+            assert s.index_of(w.id) == pos and s.window(w.id) is w
+        assert s.window("w99") is None and s.index_of("w99") is None
+    a, b = states[-2], states[-1]
+    i = replaced_index(a.windows, b.windows)
+    assert i is not None and a.windows[i].id == b.windows[i].id and a.windows[i] != b.windows[i]
+    # Only for the pair it was made from.
+    assert replaced_index(states[0].windows, b.windows) is None
+    c = replace_window(b, 0, b.windows[0].model_copy(update={"x": 1}))
+    assert replaced_index(b.windows, c.windows) == 0
+    assert [w.id for w in c.windows] == [w.id for w in b.windows]

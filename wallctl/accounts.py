@@ -338,6 +338,12 @@ def _nonce_ok(nonce: object) -> bool:
 _Outcome = Literal["ok", "missing", "exists", "last_admin"]
 
 
+def _revoke_tokens(conn: sqlite3.Connection, account: str) -> None:
+    # API session tokens (wallctl/api/tokens.py) end with the account, its password and
+    # its enabled state: in the same transaction, so no window remains where one works.
+    conn.execute("DELETE FROM api_tokens WHERE account = ?", (account,))
+
+
 def _other_enabled_admins(conn: sqlite3.Connection, account: str) -> int:
     (n,) = conn.execute(
         "SELECT COUNT(*) FROM accounts WHERE role = ? AND disabled = 0 AND account != ?",
@@ -387,6 +393,7 @@ def _remove_job(account: str, actor: Actor, ts: float) -> Callable[[sqlite3.Conn
         cur = conn.execute("DELETE FROM accounts WHERE account = ?", (account,))
         if cur.rowcount == 0:
             return "missing"
+        _revoke_tokens(conn, account)
         _insert_audit(conn, ts, actor, "account.remove", None, None, "ok", {"account": account})
         return "ok"
 
@@ -404,6 +411,7 @@ def _passwd_job(
         )
         if cur.rowcount == 0:
             return "missing"
+        _revoke_tokens(conn, account)
         detail = {"account": account, "iterations": iterations}
         _insert_audit(conn, ts, actor, "account.passwd", None, None, "ok", detail)
         return "ok"
@@ -450,6 +458,8 @@ def _disable_job(
         )
         if cur.rowcount == 0:
             return "missing"
+        if disabled:
+            _revoke_tokens(conn, account)
         action = "account.disable" if disabled else "account.enable"
         _insert_audit(conn, ts, actor, action, None, None, "ok", {"account": account})
         return "ok"
@@ -609,6 +619,14 @@ class Accounts:
     def get(self, account: str) -> Identity | None:
         """The identity to act as, from memory; None when unknown or disabled."""
         rec = self._records.get(_key(account)) if isinstance(account, str) else None
+        return None if rec is None or rec.disabled else rec.identity()
+
+    def current(self, account: str) -> Identity | None:
+        """The identity as the database has it now (for a token login); None when the
+        account is unknown or disabled. One primary-key read, like :meth:`begin`'s."""
+        if not isinstance(account, str) or not _ACCOUNT_RE.fullmatch(account):
+            return None
+        rec = self._fresh(account)
         return None if rec is None or rec.disabled else rec.identity()
 
     def list_sync(self) -> builtins.list[Identity]:

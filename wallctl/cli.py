@@ -436,6 +436,15 @@ def _add_optional_commands(sub: Any) -> None:
 
     add_accounts_parser(sub)
     add_api_parsers(sub)
+    from wallctl.devices.cli import add_parser as add_devices_parser
+
+    add_devices_parser(sub)
+    from wallctl.conference.cli import add_parser as add_conference_parser
+
+    add_conference_parser(sub)
+    from wallctl.mqtt.cli import add_parser as add_mqtt_parser
+
+    add_mqtt_parser(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ import itertools
 import json
 import secrets
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
@@ -32,6 +32,10 @@ from websockets.typing import Origin
 
 PROTOCOL_VERSION = 1
 DEFAULT_URL = "ws://127.0.0.1:8765/api/v1"
+
+# Called with ("sent" | "received", message) for every message of a connection: a test
+# or a strict integrator checks them against docs/api.schema.json.
+Tap = Callable[[str, dict[str, Any]], None]
 
 
 class ApiError(Exception):
@@ -92,8 +96,10 @@ class Client:
         validate: bool = False,
         event_buffer: int = 100_000,
         timeout: float = 30,
+        tap: Tap | None = None,
     ) -> None:
         self.ws = ws
+        self.tap = tap
         self.hello = hello
         self.identified = identified
         self.validate = validate
@@ -118,6 +124,8 @@ class Client:
         try:
             async for raw in self.ws:
                 msg = json.loads(raw)
+                if self.tap is not None:
+                    self.tap("received", msg)
                 if self.validate:
                     check_server_message(msg)
                 op = msg.get("op")
@@ -143,8 +151,16 @@ class Client:
     async def _exchange(self, key: tuple[str, Any], message: dict[str, Any]) -> dict[str, Any]:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[key] = fut
+        if self.tap is not None:
+            self.tap("sent", message)
         try:
-            await self.ws.send(json.dumps(message, ensure_ascii=False))
+            try:
+                await self.ws.send(json.dumps(message, ensure_ascii=False))
+            except ConnectionClosed:
+                # Closed before we asked (kicked, shut down): say so as the reader does.
+                raise ConnectionClosedError(
+                    self.ws.close_code, self.ws.close_reason or ""
+                ) from None
             async with asyncio.timeout(self.timeout):
                 return await fut
         finally:
@@ -214,7 +230,7 @@ class ConnectionClosedError(ConnectionRefused):
     """The connection closed while a request waited for its answer."""
 
 
-async def _recv_json(ws: ClientConnection) -> dict[str, Any]:
+async def _recv_json(ws: ClientConnection, tap: Tap | None = None) -> dict[str, Any]:
     try:
         raw = await ws.recv()
     except ConnectionClosed as e:
@@ -224,7 +240,15 @@ async def _recv_json(ws: ClientConnection) -> dict[str, Any]:
     msg = json.loads(raw)
     if not isinstance(msg, dict):
         raise ConnectionRefused(None, "the server sent something that is not a message")
+    if tap is not None:
+        tap("received", msg)
     return msg
+
+
+async def _send_json(ws: ClientConnection, msg: dict[str, Any], tap: Tap | None) -> None:
+    if tap is not None:
+        tap("sent", msg)
+    await ws.send(json.dumps(msg, ensure_ascii=False))
 
 
 async def connect(
@@ -232,6 +256,7 @@ async def connect(
     *,
     account: str | None = None,
     password: str | None = None,
+    token: str | None = None,
     subscriptions: Sequence[str] = (),
     origin: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
@@ -239,8 +264,16 @@ async def connect(
     open_timeout: float = 10,
     max_size: int | None = 16 * 1024 * 1024,
     answer_timeout: float = 30,
+    tap: Tap | None = None,
 ) -> Client:
-    """Connect and identify; raise ConnectionRefused when the server says no."""
+    """Connect and identify; raise ConnectionRefused when the server says no.
+
+    With ``account`` and ``password`` the login is SCRAM-SHA-256; with ``token`` (from
+    ``session.token``) the connection identifies as that token's account; with neither
+    it asks for the server's anonymous role.
+    """
+    if token is not None and account is not None:
+        raise ValueError("give account and password, or token, not both")
     ws = await ws_connect(
         url,
         origin=Origin(origin) if origin else None,
@@ -251,7 +284,7 @@ async def connect(
     )
     try:
         async with asyncio.timeout(open_timeout + 30):
-            hello = await _recv_json(ws)
+            hello = await _recv_json(ws, tap)
             if validate:
                 check_server_message(hello)
             identify: dict[str, Any] = {
@@ -263,8 +296,8 @@ async def connect(
             if account is not None:
                 nonce = secrets.token_urlsafe(24)
                 identify |= {"account": account, "client_nonce": nonce}
-                await ws.send(json.dumps(identify, ensure_ascii=False))
-                challenge = await _recv_json(ws)
+                await _send_json(ws, identify, tap)
+                challenge = await _recv_json(ws, tap)
                 if challenge.get("op") != "challenge":
                     raise ConnectionRefused(
                         None, f"expected a challenge, got {challenge.get('op')}"
@@ -282,10 +315,12 @@ async def connect(
                 proof, expected = await asyncio.to_thread(
                     scram_proof, password or "", salt, iterations, auth_message
                 )
-                await ws.send(json.dumps({"op": "identify_proof", "proof": proof}))
+                await _send_json(ws, {"op": "identify_proof", "proof": proof}, tap)
             else:
-                await ws.send(json.dumps(identify))
-            identified = await _recv_json(ws)
+                if token is not None:
+                    identify["token"] = token
+                await _send_json(ws, identify, tap)
+            identified = await _recv_json(ws, tap)
             if validate:
                 check_server_message(identified)
             if identified.get("op") != "identified":
@@ -297,7 +332,7 @@ async def connect(
     except BaseException:
         await ws.close()
         raise
-    return Client(ws, hello, identified, validate=validate, timeout=answer_timeout)
+    return Client(ws, hello, identified, validate=validate, timeout=answer_timeout, tap=tap)
 
 
 @contextlib.asynccontextmanager

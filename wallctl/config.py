@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from wallctl.api.config import ApiConfig
+from wallctl.mqtt.config import MqttConfig
 
 # The local standards for command centres (DB3305/T 312-2024 §5.2 and others) ask for a
 # display wall of at least 254 cm diagonal.
@@ -103,6 +104,15 @@ class WallConfig(Section):
 SourceKind = Literal["test_pattern", "url", "rtsp", "file", "v4l2", "onvif", "mobile", "matrix"]
 
 
+class RenditionConfig(Section):
+    """One more stream of a source: a sub-stream with its URL and picture size."""
+
+    name: Ident
+    url: str = Field(min_length=1, max_length=2048)
+    width: int = Field(ge=16, le=16384)
+    height: int = Field(ge=16, le=16384)
+
+
 class SourceConfig(Section):
     id: Ident
     name: str = Field(min_length=1, max_length=64)
@@ -115,12 +125,28 @@ class SourceConfig(Section):
     pattern: Literal["bars", "smpte", "gradient", "clock", "checkers"] = "bars"
     username: str | None = Field(default=None, max_length=128)
     password: SecretStr | None = None
+    # RTSP: RTP over the RTSP TCP connection (passes firewalls and NAT), or over UDP.
+    rtsp_transport: Literal["tcp", "udp", "udp_multicast", "http"] = "tcp"
+    # Files: start again at the end (a file source is a loop on the wall).
+    loop: bool = True
+    # Lower-resolution streams of the same picture (a camera's sub-stream): a window is
+    # fed the smallest one at least as large as it; `url` is the main (largest) stream.
+    renditions: list[RenditionConfig] = Field(default_factory=list, max_length=8)
+    # Extra FFmpeg demuxer/protocol options, e.g. V4L2 {input_format = "mjpeg",
+    # video_size = "1920x1080", framerate = "30"} or SRT {latency = "120000"}.
+    options: dict[str, str] = Field(default_factory=dict, max_length=32)
 
 
 class LayoutsConfig(Section):
     # Extra template folders read after the built-in ones (a name there replaces a
     # built-in template of the same name).
     dirs: list[Path] = Field(default_factory=list)
+
+
+# Here, not at the top: the render sections build on Section and Ident defined above.
+from wallctl.render.config import RenderConfig, render_problems  # noqa: E402
+from wallctl.devices.config import DeviceConfig, device_problems  # noqa: E402
+from wallctl.conference.config import ConferenceConfig, conference_problems  # noqa: E402
 
 
 class Config(Section):
@@ -134,6 +160,14 @@ class Config(Section):
     sources: list[SourceConfig] = Field(default_factory=list)
     layouts: LayoutsConfig = Field(default_factory=LayoutsConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    # The MQTT broker and federation with other centres; off unless host is set.
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    # The software compositor: sources decoded, walls composited, outputs.
+    render: RenderConfig = Field(default_factory=RenderConfig)
+    # Controllable devices: matrix switchers, displays (drivers/).
+    devices: list[DeviceConfig] = Field(default_factory=list, max_length=256)
+    # Conference codecs (devices above) and the directory of centres they call.
+    conference: ConferenceConfig = Field(default_factory=ConferenceConfig)
 
     def all_walls(self) -> list[WallConfig]:
         return [self.wall, *self.walls.values()]
@@ -217,7 +251,12 @@ def _resolve_relative_paths(config: Config, base_dir: Path) -> Config:
     if daemon.state_dir is not None and not daemon.state_dir.is_absolute():
         daemon = daemon.model_copy(update={"state_dir": base_dir / daemon.state_dir})
     return config.model_copy(
-        update={"layouts": config.layouts.model_copy(update={"dirs": dirs}), "daemon": daemon}
+        update={
+            "layouts": config.layouts.model_copy(update={"dirs": dirs}),
+            "daemon": daemon,
+            "api": config.api.resolved(base_dir),
+            "mqtt": config.mqtt.resolved(base_dir),
+        }
     )
 
 
@@ -478,6 +517,40 @@ def _cross_checks(config: Config, warnings: list[Problem]) -> list[Problem]:
             problems.append(Problem(f"sources[{i}].url", "must not contain control characters"))
         if s.kind == "rtsp" and s.url and not re.match(r"^rtsps?://", s.url):
             problems.append(Problem(f"sources[{i}].url", "an rtsp source needs an rtsp:// URL"))
+        problems += _source_stream_checks(f"sources[{i}]", s)
+    problems += device_problems(config.devices)
+    problems += render_problems(config)
+    problems += conference_problems(config)
+    return problems
+
+
+_OPTION_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+def _source_stream_checks(path: str, s: SourceConfig) -> list[Problem]:
+    """Renditions and FFmpeg options of one source."""
+    problems: list[Problem] = []
+    names: set[str] = set()
+    for j, r in enumerate(s.renditions):
+        rp = f"{path}.renditions[{j}]"
+        if r.name in names or r.name == "main":
+            problems.append(Problem(f"{rp}.name", f"{r.name!r} is already used by this source"))
+        names.add(r.name)
+        if any(ord(c) < 32 or ord(c) == 127 for c in r.url):
+            problems.append(Problem(f"{rp}.url", "must not contain control characters"))
+        if s.kind == "rtsp" and not re.match(r"^rtsps?://", r.url):
+            problems.append(Problem(f"{rp}.url", "an rtsp source needs an rtsp:// URL"))
+    if s.renditions and s.kind not in ("url", "rtsp", "onvif"):
+        problems.append(Problem(f"{path}.renditions", f"a {s.kind} source has one stream"))
+    for key, value in s.options.items():
+        if not _OPTION_NAME.match(key):
+            problems.append(
+                Problem(f"{path}.options.{key}", "must be an FFmpeg option name (a-z, 0-9, _)")
+            )
+        elif any(ord(c) < 32 or ord(c) == 127 for c in value) or len(value) > 256:
+            problems.append(
+                Problem(f"{path}.options.{key}", "must be at most 256 printable characters")
+            )
     return problems
 
 

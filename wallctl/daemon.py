@@ -377,8 +377,25 @@ def build_components(rt: Runtime) -> list[Component]:
     """Every component, in start order. Later capabilities add theirs here."""
     comps: list[Component] = [WallsComponent(rt), ClockComponent()]
     # --- components of later capabilities (API, render, devices) go here ---
+    from wallctl.render.component import render_component  # sources, compositors, outputs
+
+    render = render_component(rt)
+    if render is not None:
+        comps.append(render)
     from wallctl.api.server import api_component
 
     comps.append(api_component(rt))
+    from wallctl.console.web import console_component  # the commander's page at /
+
+    comps.append(console_component(rt))
+    from wallctl.mqtt.component import mqtt_components  # none unless [mqtt] names a broker
+
+    comps += mqtt_components(rt)
+    from wallctl.devices.service import devices_component  # matrix switchers, displays
+
+    comps.append(devices_component(rt))
+    from wallctl.conference.component import conference_component  # calls between centres
+
+    comps.append(conference_component(rt))
     comps.append(rt.http)  # last: the listener opens once everything it serves is ready
     return comps

@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from wallctl.errors import InvalidField, NotFound
 from wallctl.layout import FittedWindow
 from wallctl.wall import Rect, Wall
-from wallctl.wallstate import Crop, Fit, Placement, WallState, Window
+from wallctl.wallstate import (
+    Crop,
+    Fit,
+    Placement,
+    WallState,
+    Window,
+    evolve,
+    replace_window,
+)
 
 # Smaller than this a window is neither visible on a wall nor grabbable on a touch panel.
 MIN_WINDOW_PX = 16
@@ -27,6 +35,13 @@ MAX_LABEL = 64
 class EditContext:
     wall: Wall
     sources: frozenset[str]
+    # The canvas size, computed once: every edit checks rectangles against it.
+    width: int = field(init=False)
+    height: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "width", self.wall.width)
+        object.__setattr__(self, "height", self.wall.height)
 
 
 def _check_int(name: str, value: object) -> int:
@@ -43,7 +58,7 @@ def _check_int(name: str, value: object) -> int:
 
 def check_rect(ctx: EditContext, x: object, y: object, w: object, h: object) -> Rect:
     rect = Rect(_check_int("x", x), _check_int("y", y), _check_int("w", w), _check_int("h", h))
-    cw, ch = ctx.wall.width, ctx.wall.height
+    cw, ch = ctx.width, ctx.height
     if rect.x < 0 or rect.x >= cw:
         raise InvalidField(f"x must be within 0..{cw - 1} (the canvas is {cw} px wide)", field="x")
     if rect.y < 0 or rect.y >= ch:
@@ -91,10 +106,10 @@ def get_window(state: WallState, window_id: object, field: str = "window") -> Wi
 
 
 def _replace(state: WallState, window: Window, *, keep_layout: bool = False) -> WallState:
-    windows = tuple(window if w.id == window.id else w for w in state.windows)
-    return state.model_copy(
-        update={"windows": windows, "layout": state.layout if keep_layout else None}
-    )
+    i = state.index_of(window.id)
+    if i is None:
+        raise NotFound(f"no window {window.id!r} on wall {state.wall!r}", field="window")
+    return replace_window(state, i, window, layout=state.layout if keep_layout else None)
 
 
 # --- whole-wall edits ------------------------------------------------------------------
@@ -138,7 +153,7 @@ def apply_layout(
             )
         )
         n += 1
-    return state.model_copy(update={"windows": tuple(windows), "layout": name, "next_window": n})
+    return evolve(state, windows=tuple(windows), layout=name, next_window=n)
 
 
 def apply_windows(
@@ -152,9 +167,9 @@ def apply_windows(
         if not ctx.wall.canvas.contains(rect):
             raise InvalidField(f"preset {name!r} does not fit this wall", field="name")
         src = w.source if w.source in ctx.sources else None
-        windows.append(w.model_copy(update={"id": f"w{n}", "source": src, "restore": None}))
+        windows.append(evolve(w, id=f"w{n}", source=src, restore=None))
         n += 1
-    return state.model_copy(update={"windows": tuple(windows), "layout": name, "next_window": n})
+    return evolve(state, windows=tuple(windows), layout=name, next_window=n)
 
 
 def restore(state: WallState, past: WallState) -> WallState:
@@ -163,17 +178,16 @@ def restore(state: WallState, past: WallState) -> WallState:
     A source since removed from the config keeps its window (the wall shows its slate),
     so the picture of the wall at that time is complete.
     """
-    return state.model_copy(
-        update={
-            "windows": past.windows,
-            "layout": past.layout,
-            "next_window": max(state.next_window, past.next_window),
-        }
+    return evolve(
+        state,
+        windows=past.windows,
+        layout=past.layout,
+        next_window=max(state.next_window, past.next_window),
     )
 
 
 def clear(state: WallState) -> WallState:
-    return state.model_copy(update={"windows": (), "layout": None})
+    return evolve(state, windows=(), layout=None)
 
 
 # --- window edits ------------------------------------------------------------------------
@@ -212,12 +226,11 @@ def open_window(
         label=check_label(label),
         fit=fit,
     )
-    new = state.model_copy(
-        update={
-            "windows": (*state.windows, win),
-            "layout": None,
-            "next_window": state.next_window + 1,
-        }
+    new = evolve(
+        state,
+        windows=(*state.windows, win),
+        layout=None,
+        next_window=state.next_window + 1,
     )
     return new, win
 
@@ -231,9 +244,7 @@ def move(
         rect = ctx.wall.snap(rect)
     return _replace(
         state,
-        win.model_copy(
-            update={"x": rect.x, "y": rect.y, "w": rect.w, "h": rect.h, "restore": None}
-        ),
+        evolve(win, x=rect.x, y=rect.y, w=rect.w, h=rect.h, restore=None),
     )
 
 
@@ -253,17 +264,13 @@ def resize(
         rect = ctx.wall.snap(rect)
     return _replace(
         state,
-        win.model_copy(
-            update={"x": rect.x, "y": rect.y, "w": rect.w, "h": rect.h, "restore": None}
-        ),
+        evolve(win, x=rect.x, y=rect.y, w=rect.w, h=rect.h, restore=None),
     )
 
 
 def close(state: WallState, window: str) -> WallState:
     win = get_window(state, window)
-    return state.model_copy(
-        update={"windows": tuple(w for w in state.windows if w.id != win.id), "layout": None}
-    )
+    return evolve(state, windows=tuple(w for w in state.windows if w.id != win.id), layout=None)
 
 
 def swap(state: WallState, a: str, b: str) -> WallState:
@@ -276,8 +283,8 @@ def swap(state: WallState, a: str, b: str) -> WallState:
     geo_b = {"x": wb.x, "y": wb.y, "w": wb.w, "h": wb.h, "z": wb.z, "restore": wb.restore}
     # Swapping keeps the layout's shape, so the wall is still "that layout".
     return _replace(
-        _replace(state, wa.model_copy(update=geo_b), keep_layout=True),
-        wb.model_copy(update=geo_a),
+        _replace(state, evolve(wa, **geo_b), keep_layout=True),
+        evolve(wb, **geo_a),
         keep_layout=True,
     )
 
@@ -287,19 +294,17 @@ def raise_window(state: WallState, window: str) -> WallState:
     top = state.top_z()
     if win.z == top and sum(1 for w in state.windows if w.z == top) == 1:
         return state
-    return _replace(state, win.model_copy(update={"z": top + 1}), keep_layout=True)
+    return _replace(state, evolve(win, z=top + 1), keep_layout=True)
 
 
 def set_source(state: WallState, ctx: EditContext, window: str, source: str | None) -> WallState:
     win = get_window(state, window)
-    return _replace(
-        state, win.model_copy(update={"source": check_source(ctx, source)}), keep_layout=True
-    )
+    return _replace(state, evolve(win, source=check_source(ctx, source)), keep_layout=True)
 
 
 def set_label(state: WallState, window: str, label: str | None) -> WallState:
     win = get_window(state, window)
-    return _replace(state, win.model_copy(update={"label": check_label(label)}), keep_layout=True)
+    return _replace(state, evolve(win, label=check_label(label)), keep_layout=True)
 
 
 def set_view(state: WallState, window: str, crop: Crop | None, fit: Fit) -> WallState:
@@ -308,7 +313,7 @@ def set_view(state: WallState, window: str, crop: Crop | None, fit: Fit) -> Wall
         raise InvalidField(
             "crop leaves the source frame (x + w and y + h must be <= 1)", field="crop"
         )
-    return _replace(state, win.model_copy(update={"crop": crop, "fit": fit}), keep_layout=True)
+    return _replace(state, evolve(win, crop=crop, fit=fit), keep_layout=True)
 
 
 def fullscreen(
@@ -326,9 +331,7 @@ def fullscreen(
         r = win.restore
         return _replace(
             state,
-            win.model_copy(
-                update={"x": r.x, "y": r.y, "w": r.w, "h": r.h, "z": r.z, "restore": None}
-            ),
+            evolve(win, x=r.x, y=r.y, w=r.w, h=r.h, z=r.z, restore=None),
             keep_layout=True,
         )
     if target not in ("wall", "tile"):
@@ -337,15 +340,14 @@ def fullscreen(
     saved = win.restore or Placement(x=win.x, y=win.y, w=win.w, h=win.h, z=win.z)
     return _replace(
         state,
-        win.model_copy(
-            update={
-                "x": rect.x,
-                "y": rect.y,
-                "w": rect.w,
-                "h": rect.h,
-                "z": state.top_z() + 1,
-                "restore": saved,
-            }
+        evolve(
+            win,
+            x=rect.x,
+            y=rect.y,
+            w=rect.w,
+            h=rect.h,
+            z=state.top_z() + 1,
+            restore=saved,
         ),
         keep_layout=True,
     )

@@ -1,9 +1,16 @@
 """Durable state: SQLite in WAL mode, written by one thread with group commit.
 
-Every wall revision is kept whole (so any past wall can be shown and put back), beside an
-append-only audit log and the saved presets. A change is acknowledged only after the
-transaction holding it has committed; changes that arrive while a commit is under way
-share the next one, so durability costs one fsync per burst, not per change.
+Every wall revision is kept (so any past wall can be shown and put back), beside an
+append-only audit log and the saved presets. Most revisions are stored as a patch against
+the one before (the windows that changed, the ids that went, the order when it changed);
+every ``SNAPSHOT_EVERY``-th revision, the first of a wall and any written without its
+predecessor at hand are stored whole, so rebuilding a past wall reads at most that many
+rows. A move of one window then writes a few hundred bytes instead of the whole wall.
+
+A change is acknowledged only after the transaction holding it has committed; changes
+that arrive while a commit is under way share the next one, so durability costs one
+fsync per burst, not per change. The writes of one event-loop iteration reach the writer
+thread as one hand-over, and their answers come back as one wake-up of the loop.
 
 All SQLite work happens off the event loop: writes in the writer thread, reads in a
 worker thread on a second connection (WAL lets them run side by side).
@@ -13,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import functools
 import json
 import queue
 import sqlite3
@@ -23,10 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from wallctl.redact import redact_value
-from wallctl.wallstate import WallState, Window
+import orjson
+
+from wallctl.logs import get_logger
+from wallctl.redact import is_secret_key, redact, redact_value
+from wallctl.wallstate import WallState, Window, replaced_index
 
 T = TypeVar("T")
+log = get_logger("wallctl.store")
 
 # Each entry moves the schema from version i to i + 1. Never edit a shipped entry: add one.
 MIGRATIONS: list[str] = [
@@ -85,7 +98,27 @@ MIGRATIONS: list[str] = [
         value BLOB NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 3: revisions stored as patches against the revision before (patch = 1); rows of
+    # version 2 are whole states (patch = 0), and stay readable as they are.
+    """
+    ALTER TABLE revisions ADD COLUMN patch INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX revisions_snapshots ON revisions (wall, revision) WHERE patch = 0;
+    """,
+    # 4: API session tokens (wallctl/api/tokens.py): only their SHA-256 is kept.
+    """
+    CREATE TABLE api_tokens (
+        token_hash BLOB NOT NULL PRIMARY KEY,
+        account TEXT NOT NULL COLLATE NOCASE,
+        session TEXT NOT NULL,
+        created_ts REAL NOT NULL,
+        expires_ts REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX api_tokens_by_account ON api_tokens (account);
+    """,
 ]
+
+# A whole state every this many revisions bounds the patches applied to rebuild one.
+SNAPSHOT_EVERY = 64
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -174,31 +207,61 @@ def migrate(conn: sqlite3.Connection) -> int:
     return int(version)
 
 
-_Job = tuple[
-    Callable[[sqlite3.Connection], Any],
-    asyncio.Future[Any] | None,
-    asyncio.AbstractEventLoop | None,
-]
+@dataclass(frozen=True)
+class _RevisionRows:
+    """A new revision with its audit row, prepared on the caller's thread.
+
+    The writer inserts a run of these with one ``executemany`` per table: the Python it
+    does per revision is a comparison, so it hardly needs the GIL the event loop is using.
+    """
+
+    wall: str
+    revision: int
+    row: tuple[Any, ...]
+    audit: tuple[Any, ...]
+
+
+_Work = Callable[[sqlite3.Connection], Any] | _RevisionRows
+_Job = tuple[_Work, asyncio.Future[Any] | None, asyncio.AbstractEventLoop | None]
+_Settlement = tuple[asyncio.Future[Any], Any, BaseException | None]
+_Result = tuple[_Job, Any, BaseException | None]
+
+_INSERT_REVISION = (
+    "INSERT INTO revisions (wall, revision, ts, actor, action, state, patch) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_AUDIT = (
+    "INSERT INTO audit (ts, actor, session, via, origin, action, wall, revision, result, "
+    "detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class _Writer(threading.Thread):
-    """The one thread that writes. Jobs queued while it commits share the next commit."""
+    """The one thread that writes. Jobs queued while it commits share the next commit.
+
+    The queue carries lists of jobs (one list per event-loop iteration, or one job from
+    ``write_sync``), so a burst of requests wakes this thread once, not once per job.
+    """
 
     MAX_GROUP = 256
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, checkpointer: _Checkpointer) -> None:
         super().__init__(name="wallctl-store-writer", daemon=True)
         self.conn = conn
-        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.checkpointer = checkpointer
+        self.jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
         self.commits = 0
         self.jobs_done = 0
+        # The newest stored revision of each wall as far as this thread knows; emptied
+        # when a transaction is rolled back whole.
+        self.last_revision: dict[str, int] = {}
 
     def run(self) -> None:
         while True:
             first = self.jobs.get()
             if first is None:
                 return
-            group = [first]
+            group = list(first)
             stop = False
             while len(group) < self.MAX_GROUP:
                 try:
@@ -208,38 +271,162 @@ class _Writer(threading.Thread):
                 if nxt is None:
                     stop = True
                     break
-                group.append(nxt)
-            self._commit(group)
+                group.extend(nxt)
+            for i in range(0, len(group), self.MAX_GROUP):
+                self._commit(group[i : i + self.MAX_GROUP])
             if stop:
                 return
 
     def _commit(self, group: list[_Job]) -> None:
-        results: list[tuple[_Job, Any, BaseException | None]] = []
+        results: list[_Result] = []
+        conn = self.conn
         try:
-            self.conn.execute("BEGIN IMMEDIATE")
-            for job in group:
-                fn = job[0]
-                self.conn.execute("SAVEPOINT job")
-                try:
-                    value = fn(self.conn)
-                except Exception as e:
-                    self.conn.execute("ROLLBACK TO job")
-                    self.conn.execute("RELEASE job")
-                    results.append((job, None, e))
+            conn.execute("BEGIN IMMEDIATE")
+            i = 0
+            while i < len(group):
+                if isinstance(group[i][0], _RevisionRows):
+                    j = i + 1
+                    while j < len(group) and isinstance(group[j][0], _RevisionRows):
+                        j += 1
+                    results += self._revisions(group[i:j])
+                    i = j
                 else:
-                    self.conn.execute("RELEASE job")
-                    results.append((job, value, None))
-            self.conn.execute("COMMIT")
+                    results.append(self._one(group[i]))
+                    i += 1
+            conn.execute("COMMIT")
             self.commits += 1
             self.jobs_done += len(group)
-        except sqlite3.Error as e:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+            if self.commits % _Checkpointer.EVERY_COMMITS == 0:
+                self.checkpointer.wake.set()
+        except Exception as e:
+            # sqlite3.Error from BEGIN, COMMIT or a run of revisions (jobs' own errors
+            # are theirs, see _one): nothing of the group was written.
+            if conn.in_transaction:
+                # A failing disk may refuse the rollback too: the writer must live on.
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            self.last_revision.clear()
             failure = StoreError(f"the state database could not commit: {e}")
             results = [(job, None, failure) for job in group]
+        # One wake-up per loop for the whole group, not one per job.
+        by_loop: dict[int, tuple[Any, list[_Settlement]]] = {}
         for (_, fut, loop), value, exc in results:
             if fut is not None and loop is not None:
-                loop.call_soon_threadsafe(_settle, fut, value, exc)
+                by_loop.setdefault(id(loop), (loop, []))[1].append((fut, value, exc))
+        for loop, settlements in by_loop.values():
+            try:
+                loop.call_soon_threadsafe(_settle_all, settlements)
+            except RuntimeError:
+                # That loop is closed: nobody waits for these answers any more.
+                pass
+
+    def _one(self, job: _Job) -> _Result:
+        """Run one job in a savepoint, so its failure undoes only its own writes."""
+        conn = self.conn
+        conn.execute("SAVEPOINT job")
+        work = job[0]
+        try:
+            if isinstance(work, _RevisionRows):
+                self._insert(work)
+                value = None
+            else:
+                value = work(conn)
+        except Exception as e:
+            conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
+            return (job, None, e)
+        conn.execute("RELEASE job")
+        return (job, value, None)
+
+    def _next_ok(self, rows: _RevisionRows, last: dict[str, int]) -> StoreError | None:
+        known = last.get(rows.wall)
+        if known is None:
+            known = self.last_revision.get(rows.wall)
+        if known is None:
+            (known,) = self.conn.execute(
+                "SELECT COALESCE(MAX(revision), 0) FROM revisions WHERE wall = ?", (rows.wall,)
+            ).fetchone()
+        if rows.revision != known + 1:
+            last[rows.wall] = known
+            return StoreError(
+                f"wall {rows.wall!r} revision {rows.revision} does not follow {known}"
+            )
+        last[rows.wall] = rows.revision
+        return None
+
+    def _insert(self, rows: _RevisionRows) -> None:
+        last: dict[str, int] = {}
+        error = self._next_ok(rows, last)
+        if error is not None:
+            raise error
+        self.conn.execute(_INSERT_REVISION, rows.row)
+        self.conn.execute(_INSERT_AUDIT, rows.audit)
+        # Last, so a failed insert leaves the cache as the rollback leaves the table.
+        self.last_revision.update(last)
+
+    def _revisions(self, run: list[_Job]) -> list[_Result]:
+        """A run of new revisions: checked in order, then two executemany."""
+        last: dict[str, int] = {}
+        results: list[_Result] = []
+        accepted: list[_RevisionRows] = []
+        for job in run:
+            rows = job[0]
+            assert isinstance(rows, _RevisionRows)
+            error = self._next_ok(rows, last)
+            results.append((job, None, error))
+            if error is None:
+                accepted.append(rows)
+        if not accepted:
+            return results
+        conn = self.conn
+        conn.execute("SAVEPOINT run")
+        try:
+            conn.executemany(_INSERT_REVISION, [r.row for r in accepted])
+            conn.executemany(_INSERT_AUDIT, [r.audit for r in accepted])
+        except sqlite3.Error:
+            # Some row broke a constraint: find which, one savepoint each (rare).
+            conn.execute("ROLLBACK TO run")
+            conn.execute("RELEASE run")
+            return [self._one(job) for job in run]
+        conn.execute("RELEASE run")
+        self.last_revision.update(last)
+        return results
+
+
+class _Checkpointer(threading.Thread):
+    """Copies the WAL back into the database file beside the writer, not inside it.
+
+    SQLite's automatic checkpoint runs in the COMMIT that crosses its threshold, so every
+    few hundred commits one group of requests waited for the copy and its fsync (the p99
+    of the API). Here the writer only nudges this thread; a PASSIVE checkpoint never
+    blocks the writer. Should the WAL still grow past ``TRUNCATE_PAGES`` (a checkpoint
+    that could never catch up under load), a TRUNCATE checkpoint resets it.
+    """
+
+    EVERY_COMMITS = 100
+    TRUNCATE_PAGES = 16384  # 64 MiB of 4 KiB pages
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        super().__init__(name="wallctl-store-checkpoint", daemon=True)
+        self.conn = conn
+        self.wake = threading.Event()
+        self.stopping = False
+        self.checkpoints = 0
+
+    def run(self) -> None:
+        while True:
+            self.wake.wait(timeout=5.0)
+            self.wake.clear()
+            if self.stopping:
+                return
+            try:
+                _, log_pages, _ = self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if log_pages >= self.TRUNCATE_PAGES:
+                    self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                self.checkpoints += 1
+            except sqlite3.Error as e:
+                # Busy or failing disk: the writer's commits go on; try again later.
+                log.warning("state database checkpoint failed", error=str(e))
 
 
 class _CallNow:
@@ -253,13 +440,93 @@ class _CallNow:
 _CALL_NOW = _CallNow()
 
 
-def _settle(fut: asyncio.Future[Any], value: Any, exc: BaseException | None) -> None:
-    if fut.done():
-        return
-    if exc is not None:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(value)
+def _settle_all(settlements: list[_Settlement]) -> None:
+    for fut, value, exc in settlements:
+        if fut.done():
+            continue
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(value)
+
+
+# --- revisions as patches -------------------------------------------------------------------
+
+
+def state_patch(old: WallState, new: WallState) -> dict[str, Any]:
+    """What turns ``old`` into ``new``: changed or added windows, removed ids, order.
+
+    Edits keep the Window objects they did not touch, so an identity test finds the
+    changed ones without comparing fields. ``order`` is given only when the ids do not
+    come out in ``new``'s order by keeping the old order and appending new windows.
+    """
+    base: dict[str, Any] = {"layout": new.layout, "next_window": new.next_window}
+    ow, nw = old.windows, new.windows
+    i = replaced_index(ow, nw)
+    if i is not None:
+        # Made by replacing one window (a move, a resize...): nothing to compare.
+        return {"set": [nw[i].model_dump(mode="json")], "del": [], **base}
+    if len(ow) == len(nw):
+        # The common edit (move, resize, raise, source): windows replaced in place.
+        pairs = [(o, n) for o, n in zip(ow, nw, strict=True) if o is not n]
+        if all(o.id == n.id for o, n in pairs):
+            return {"set": [n.model_dump(mode="json") for _, n in pairs], "del": [], **base}
+    before = {w.id: w for w in ow}
+    ids = [w.id for w in nw]
+    kept = set(ids)
+    changed = [w.model_dump(mode="json") for w in nw if before.get(w.id) is not w]
+    removed = [i for i in before if i not in kept]
+    patch: dict[str, Any] = {"set": changed, "del": removed, **base}
+    expected = [i for i in before if i in kept] + [i for i in ids if i not in before]
+    if expected != ids:
+        patch["order"] = ids
+    return patch
+
+
+def apply_patch(state: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """``state`` (a WallState as JSON data) with ``patch`` applied; ``state`` is kept."""
+    windows: dict[str, Any] = {w["id"]: w for w in state["windows"]}
+    for i in patch["del"]:
+        windows.pop(i, None)
+    for w in patch["set"]:
+        windows[w["id"]] = w
+    order = patch.get("order")
+    listed = list(windows.values()) if order is None else [windows[i] for i in order]
+    return {
+        **state,
+        "windows": listed,
+        "layout": patch["layout"],
+        "next_window": patch["next_window"],
+    }
+
+
+def state_at(conn: sqlite3.Connection, wall: str, revision: int) -> WallState | None:
+    """Revision ``revision`` of ``wall`` rebuilt from its last whole state and the patches
+    after it; None when the store does not have it."""
+    base = conn.execute(
+        "SELECT revision, state FROM revisions WHERE wall = ? AND revision <= ? AND patch = 0 "
+        "ORDER BY revision DESC LIMIT 1",
+        (wall, revision),
+    ).fetchone()
+    if base is None:
+        return None
+    at, body = base
+    data: dict[str, Any] = json.loads(body)
+    if at != revision:
+        rows = conn.execute(
+            "SELECT revision, state FROM revisions WHERE wall = ? AND revision > ? "
+            "AND revision <= ? ORDER BY revision",
+            (wall, at, revision),
+        ).fetchall()
+        if not rows or rows[-1][0] != revision:
+            return None
+        for rev, patch in rows:
+            if rev != at + 1:
+                raise StoreError(f"wall {wall!r}: revision {at + 1} is missing from the store")
+            data = apply_patch(data, json.loads(patch))
+            at = rev
+        data["revision"] = revision
+    return WallState.model_validate(data)
 
 
 class Store:
@@ -268,31 +535,61 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         writer_conn = _connect(path, durability)
         migrate(writer_conn)
+        # Checkpoints run in their own thread (_Checkpointer), not in the writer's COMMIT.
+        writer_conn.execute("PRAGMA wal_autocheckpoint=0")
         self._reader = _connect(path, durability)
         self._read_lock = threading.Lock()
-        self._writer = _Writer(writer_conn)
+        self._checkpointer = _Checkpointer(_connect(path, durability))
+        self._checkpointer.start()
+        self._writer = _Writer(writer_conn, self._checkpointer)
         self._writer.start()
         self._closed = False
+        # Jobs of the current loop iteration, handed to the writer together.
+        self._batch: list[_Job] = []
+        self._batch_loop: asyncio.AbstractEventLoop | None = None
+        self._batch_lock = threading.Lock()
 
     # --- plumbing --------------------------------------------------------------------
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` inside the next group commit; return once it is durable."""
+        return await self._submit(fn)  # type: ignore[no-any-return]
+
+    async def _submit(self, fn: _Work) -> Any:
         if self._closed:
             raise StoreError("the state store is closed")
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[T] = loop.create_future()
-        self._writer.jobs.put((fn, fut, loop))
+        fut: asyncio.Future[Any] = loop.create_future()
+        # Uncontended in the daemon (one loop); it keeps a second loop's thread safe.
+        with self._batch_lock:
+            if self._batch and self._batch_loop is not loop:
+                self._flush_locked()
+            if not self._batch:
+                self._batch_loop = loop
+                loop.call_soon(self._flush)
+            self._batch.append((fn, fut, loop))
         return await fut
+
+    def _flush(self) -> None:
+        with self._batch_lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        if self._batch:
+            batch, self._batch = self._batch, []
+            self._writer.jobs.put(batch)
 
     def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """For the CLI and tests, which have no loop: one job, one commit."""
+        return self._submit_sync(fn)  # type: ignore[no-any-return]
+
+    def _submit_sync(self, fn: _Work) -> Any:
         if self._closed:
             raise StoreError("the state store is closed")
         # Settled by the writer after COMMIT (not when ``fn`` returns), with ``fn``'s own
         # exception or the commit's failure, exactly as ``write`` is.
-        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._writer.jobs.put((fn, fut, _CALL_NOW))  # type: ignore[arg-type]
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._writer.jobs.put([(fn, fut, _CALL_NOW)])  # type: ignore[list-item]
         return fut.result()
 
     def read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -306,8 +603,13 @@ class Store:
         if self._closed:
             return
         self._closed = True
+        self._flush()
         self._writer.jobs.put(None)
         self._writer.join(timeout=10)
+        self._checkpointer.stopping = True
+        self._checkpointer.wake.set()
+        self._checkpointer.join(timeout=10)
+        self._checkpointer.conn.close()
         self._writer.conn.close()
         self._reader.close()
 
@@ -315,54 +617,81 @@ class Store:
     def commits(self) -> int:
         return self._writer.commits
 
+    @property
+    def checkpoints(self) -> int:
+        return self._checkpointer.checkpoints
+
     # --- wall revisions ----------------------------------------------------------------
 
     def load_current(self) -> dict[str, WallState]:
         def q(conn: sqlite3.Connection) -> dict[str, WallState]:
             rows = conn.execute(
-                "SELECT r.wall, r.state FROM revisions r JOIN "
-                "(SELECT wall, MAX(revision) AS rev FROM revisions GROUP BY wall) m "
-                "ON r.wall = m.wall AND r.revision = m.rev"
+                "SELECT wall, MAX(revision) FROM revisions GROUP BY wall"
             ).fetchall()
-            return {wall: WallState.model_validate_json(state) for wall, state in rows}
+            out = {}
+            for wall, rev in rows:
+                st = state_at(conn, wall, rev)
+                if st is None:
+                    raise StoreError(f"wall {wall!r}: revision {rev} cannot be rebuilt")
+                out[wall] = st
+            return out
 
         return self.read_sync(q)
 
     @staticmethod
-    def _insert_revision(
-        conn: sqlite3.Connection,
+    def _revision_rows(
         state: WallState,
+        previous: WallState | None,
         actor: Actor,
         action: str,
         detail: dict[str, Any],
         ts: float,
-    ) -> None:
-        (last,) = conn.execute(
-            "SELECT COALESCE(MAX(revision), 0) FROM revisions WHERE wall = ?", (state.wall,)
-        ).fetchone()
-        if state.revision != last + 1:
-            raise StoreError(
-                f"wall {state.wall!r} revision {state.revision} does not follow {last}"
-            )
-        conn.execute(
-            "INSERT INTO revisions (wall, revision, ts, actor, action, state) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (state.wall, state.revision, ts, actor.identity, action, state.model_dump_json()),
+    ) -> _RevisionRows:
+        wall = state.wall
+        if (
+            previous is not None
+            and previous.wall == wall
+            and previous.revision == state.revision - 1
+            and previous.revision > 0
+            and state.revision % SNAPSHOT_EVERY
+        ):
+            body, patch = _json(state_patch(previous, state)), 1
+        else:
+            body, patch = state.model_dump_json(), 0
+        return _RevisionRows(
+            wall,
+            state.revision,
+            (wall, state.revision, ts, actor.identity, action, body, patch),
+            _audit_row(ts, actor, action, wall, state.revision, "ok", detail),
         )
-        _insert_audit(conn, ts, actor, action, state.wall, state.revision, "ok", detail)
 
     async def commit_revision(
-        self, state: WallState, actor: Actor, action: str, detail: dict[str, Any]
+        self,
+        state: WallState,
+        actor: Actor,
+        action: str,
+        detail: dict[str, Any],
+        previous: WallState | None = None,
     ) -> float:
+        """Store ``state`` as its wall's next revision; return once it is durable.
+
+        ``previous`` is the revision before it as stored: then only the patch is written.
+        A revision that does not follow the stored one is refused (StoreError).
+        """
         ts = time.time()
-        await self.write(lambda c: self._insert_revision(c, state, actor, action, detail, ts))
+        await self._submit(self._revision_rows(state, previous, actor, action, detail, ts))
         return ts
 
     def commit_revision_sync(
-        self, state: WallState, actor: Actor, action: str, detail: dict[str, Any]
+        self,
+        state: WallState,
+        actor: Actor,
+        action: str,
+        detail: dict[str, Any],
+        previous: WallState | None = None,
     ) -> float:
         ts = time.time()
-        self.write_sync(lambda c: self._insert_revision(c, state, actor, action, detail, ts))
+        self._submit_sync(self._revision_rows(state, previous, actor, action, detail, ts))
         return ts
 
     def history(
@@ -389,23 +718,20 @@ class Store:
         )
 
     def revision(self, wall: str, revision: int) -> WallState | None:
-        row = self.read_sync(
-            lambda c: c.execute(
-                "SELECT state FROM revisions WHERE wall = ? AND revision = ?", (wall, revision)
-            ).fetchone()
-        )
-        return None if row is None else WallState.model_validate_json(row[0])
+        return self.read_sync(lambda c: state_at(c, wall, revision))
 
     def revision_at(self, wall: str, ts: float) -> WallState | None:
         """The wall as it stood at ``ts``: the last revision made at or before it."""
-        row = self.read_sync(
-            lambda c: c.execute(
-                "SELECT state FROM revisions WHERE wall = ? AND ts <= ? "
+
+        def q(c: sqlite3.Connection) -> WallState | None:
+            row = c.execute(
+                "SELECT revision FROM revisions WHERE wall = ? AND ts <= ? "
                 "ORDER BY revision DESC LIMIT 1",
                 (wall, ts),
             ).fetchone()
-        )
-        return None if row is None else WallState.model_validate_json(row[0])
+            return None if row is None else state_at(c, wall, row[0])
+
+        return self.read_sync(q)
 
     # --- audit ---------------------------------------------------------------------------
 
@@ -525,6 +851,63 @@ class Store:
         return str(self.read_sync(lambda c: c.execute("PRAGMA integrity_check").fetchone()[0]))
 
 
+def _json(value: Any) -> str:
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        # Integers over 64 bits, which orjson refuses: json writes them.
+        return json.dumps(value, ensure_ascii=False, default=str)
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret_key(key: str) -> bool:
+    return is_secret_key(key)
+
+
+@functools.lru_cache(maxsize=4096)
+def _redact_text(text: str) -> str:
+    return redact(text)
+
+
+def _redacted(detail: dict[str, Any]) -> Any:
+    """``redact_value("detail", detail)``, with a fast path for the flat details of wall
+    edits: window ids and numbers, whose keys and strings repeat and are cached."""
+    out: dict[str, Any] = {}
+    for k, v in detail.items():
+        if not isinstance(k, str) or _secret_key(k):
+            return redact_value("detail", detail)
+        if v is None or isinstance(v, bool | int | float):
+            out[k] = v
+        elif isinstance(v, str) and len(v) <= 64:
+            out[k] = _redact_text(v)
+        else:
+            return redact_value("detail", detail)
+    return out
+
+
+def _audit_row(
+    ts: float,
+    actor: Actor,
+    action: str,
+    wall: str | None,
+    revision: int | None,
+    result: str,
+    detail: dict[str, Any],
+) -> tuple[Any, ...]:
+    return (
+        ts,
+        actor.identity,
+        actor.session,
+        actor.via,
+        actor.origin,
+        action,
+        wall,
+        revision,
+        result,
+        _json(_redacted(detail)),
+    )
+
+
 def _insert_audit(
     conn: sqlite3.Connection,
     ts: float,
@@ -535,20 +918,4 @@ def _insert_audit(
     result: str,
     detail: dict[str, Any],
 ) -> None:
-    conn.execute(
-        "INSERT INTO audit "
-        "(ts, actor, session, via, origin, action, wall, revision, result, detail) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            ts,
-            actor.identity,
-            actor.session,
-            actor.via,
-            actor.origin,
-            action,
-            wall,
-            revision,
-            result,
-            json.dumps(redact_value("detail", detail), ensure_ascii=False, default=str),
-        ),
-    )
+    conn.execute(_INSERT_AUDIT, _audit_row(ts, actor, action, wall, revision, result, detail))

@@ -21,7 +21,7 @@ from wallctl.layout import LayoutTemplate, fit
 from wallctl.logs import get_logger
 from wallctl.store import SYSTEM, Actor, Preset, Store
 from wallctl.wall import Wall
-from wallctl.wallstate import WallState
+from wallctl.wallstate import WallState, evolve
 
 log = get_logger("wallctl.walls")
 
@@ -63,6 +63,9 @@ class WallService:
         # Presets are few and small: kept here so applying one reads no disk on the loop.
         self._presets: dict[str, dict[str, Preset]] = {w.id: {} for w in walls}
         self._closed = False
+        # Built once per wall and source list, not per request (a centre has hundreds of
+        # cameras); configure() drops them.
+        self._contexts: dict[str, EditContext] = {}
 
     # --- start-up ---------------------------------------------------------------------
 
@@ -107,6 +110,7 @@ class WallService:
         """Take new sources and templates (SIGHUP); the wall geometry needs a restart."""
         self.sources = {s.id: s for s in sources}
         self.templates = templates
+        self._contexts = {}
 
     # --- reading ------------------------------------------------------------------------
 
@@ -121,7 +125,12 @@ class WallService:
         return self._durable[self.resolve_wall(wall_id)]
 
     def context(self, wall_id: str) -> EditContext:
-        return EditContext(self.walls[wall_id], frozenset(self.sources))
+        ctx = self._contexts.get(wall_id)
+        if ctx is None:
+            ctx = self._contexts[wall_id] = EditContext(
+                self.walls[wall_id], frozenset(self.sources)
+            )
+        return ctx
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         self._listeners.append(listener)
@@ -156,10 +165,10 @@ class WallService:
         new = edit(head, self.context(wid))
         if new.windows == head.windows and new.layout == head.layout:
             return head
-        new = new.model_copy(update={"revision": head.revision + 1})
+        new = evolve(new, revision=head.revision + 1)
         self._head[wid] = new
         try:
-            ts = await self.store.commit_revision(new, actor, action, detail or {})
+            ts = await self.store.commit_revision(new, actor, action, detail or {}, head)
         except Exception:
             # The store is the truth: drop the speculative head (and anything built on
             # it, which the store refuses too) and go back to what is durable.

@@ -6,13 +6,92 @@ dropped whole when one step fails, and the store keeps every revision as it was.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from wallctl.wall import Rect
 
 Fit = Literal["fit", "fill", "stretch"]
+M = TypeVar("M", bound=BaseModel)
+_set = object.__setattr__
+
+
+def evolve(model: M, **changes: Any) -> M:
+    """``model`` with ``changes``, like ``model_copy(update=...)`` and as unchecked.
+
+    The edits of a busy wall make a few copies per request; pydantic's model_copy goes
+    through copy.copy for each of four attributes and costs several times this. Only for
+    the frozen, extra-forbidding, private-free models of this module, with values that
+    were validated by the caller.
+    """
+    cls = type(model)
+    new = cls.__new__(cls)
+    values = model.__dict__.copy()
+    values.update(changes)
+    _set(new, "__dict__", values)
+    _set(new, "__pydantic_fields_set__", model.__pydantic_fields_set__ | changes.keys())
+    _set(new, "__pydantic_extra__", None)
+    _set(new, "__pydantic_private__", None)
+    return new
+
+
+# Positions by window id of the few newest window tuples: an edit looks a window up in
+# the state it starts from and in the one it makes, and the next edit starts from that.
+_INDEX_SIZE = 8
+_INDEX_MIN = 8
+_index: dict[int, tuple[tuple[Window, ...], dict[str, int]]] = {}
+
+
+def _position(windows: tuple[Window, ...], window_id: str) -> int | None:
+    if len(windows) < _INDEX_MIN:
+        for i, w in enumerate(windows):
+            if w.id == window_id:
+                return i
+        return None
+    entry = _index.get(id(windows))
+    # The entry holds its tuple, so its id cannot be reused while it is cached.
+    if entry is None or entry[0] is not windows:
+        if len(_index) >= _INDEX_SIZE:
+            # clear() is one atomic step, should another thread look windows up too.
+            _index.clear()
+        entry = (windows, {w.id: i for i, w in enumerate(windows)})
+        _index[id(windows)] = entry
+    return entry[1].get(window_id)
+
+
+# Window tuples made by replace_window: new tuple -> (the tuple it came from, the index
+# replaced). The store's patch of such a state then needs no comparison of the windows.
+_derived: dict[int, tuple[tuple[Window, ...], tuple[Window, ...], int]] = {}
+
+
+def replaced_index(old: tuple[Window, ...], new: tuple[Window, ...]) -> int | None:
+    """The one index at which ``new`` replaced a window of ``old``, if that is how ``new``
+    was made (by replace_window, recently); None when unknown."""
+    entry = _derived.get(id(new))
+    if entry is not None and entry[0] is new and entry[1] is old:
+        return entry[2]
+    return None
+
+
+def replace_window(state: WallState, i: int, window: Window, **changes: Any) -> WallState:
+    """``state`` with ``windows[i]`` replaced by ``window`` (the same id) and ``changes``.
+
+    The other Window objects are kept as they are (the store's patch finds the changed
+    one by identity), and so are the positions: the new tuple shares the old one's index.
+    """
+    ws = state.windows
+    assert ws[i].id == window.id
+    new_ws = (*ws[:i], window, *ws[i + 1 :])
+    entry = _index.get(id(ws))
+    if entry is not None and entry[0] is ws:
+        if len(_index) >= _INDEX_SIZE:
+            _index.clear()
+        _index[id(new_ws)] = (new_ws, entry[1])
+    if len(_derived) >= _INDEX_SIZE:
+        _derived.clear()
+    _derived[id(new_ws)] = (new_ws, ws, i)
+    return evolve(state, windows=new_ws, **changes)
 
 
 class Crop(BaseModel):
@@ -68,10 +147,12 @@ class WallState(BaseModel):
     next_window: int = 1
 
     def window(self, window_id: str) -> Window | None:
-        for w in self.windows:
-            if w.id == window_id:
-                return w
-        return None
+        i = _position(self.windows, window_id)
+        return None if i is None else self.windows[i]
+
+    def index_of(self, window_id: str) -> int | None:
+        """Where the window is in ``windows`` (stacking aside), or None."""
+        return _position(self.windows, window_id)
 
     def top_z(self) -> int:
         return max((w.z for w in self.windows), default=-1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +14,14 @@ import pytest
 from wallctl.accounts import Accounts, Role
 from wallctl.api.config import ApiConfig
 from wallctl.api.server import ApiServer
+from wallctl.bus import EventBus
 from wallctl.client import Client, connect
 from wallctl.config import parse_config
 from wallctl.daemon import build_walls, load_layouts
 from wallctl.store import Store
 from wallctl.walls import WallService
+
+from .schema_check import SchemaTap
 
 PASSWORD = "correct horse battery"
 ACCOUNTS = {
@@ -77,13 +80,18 @@ class Api:
     walls: WallService
     store: Store
     url: str
+    # One per client connection: checked against docs/api.schema.json when the API stops.
+    taps: list[SchemaTap] = field(default_factory=list)
 
     async def client(
         self, account: str | None = "op1", password: str = PASSWORD, **kw: Any
     ) -> Client:
         kw.setdefault("validate", True)
         kw.setdefault("answer_timeout", 10)
-        if account is None:
+        tap = SchemaTap()
+        self.taps.append(tap)
+        kw.setdefault("tap", tap)
+        if account is None or "token" in kw:
             return await connect(self.url, **kw)
         return await connect(self.url, account=account, password=password, **kw)
 
@@ -112,9 +120,14 @@ def _accounts_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-async def start_api(tmp_path: Path, accounts_db: Path, **over: Any) -> Api:
+async def start_api(
+    tmp_path: Path, accounts_db: Path, *, bus: EventBus | None = None, **over: Any
+) -> Api:
+    """A server over ``tmp_path/wallctl.db``: a copy of the accounts database unless one
+    is there already (a restart)."""
     db = tmp_path / "wallctl.db"
-    await asyncio.to_thread(shutil.copyfile, accounts_db, db)
+    if not db.exists():
+        await asyncio.to_thread(shutil.copyfile, accounts_db, db)
     cfg = parse_config(RAW_CONFIG).config
     store = Store(db, "normal")
     walls = WallService(store, build_walls(cfg), cfg.sources, load_layouts(cfg))
@@ -122,7 +135,9 @@ async def start_api(tmp_path: Path, accounts_db: Path, **over: Any) -> Api:
         "main": ("2x2", ["bars", "gradient", "checkers", "clock"])
     }
     await walls.load(startup)
-    server = ApiServer(make_api_config(**over), walls, store, Accounts(store), http_port=8080)
+    server = ApiServer(
+        make_api_config(**over), walls, store, Accounts(store), http_port=8080, bus=bus
+    )
     await server.start()
     return Api(server, walls, store, server.url)
 
@@ -131,6 +146,8 @@ async def stop_api(api: Api) -> None:
     await api.server.stop()
     api.walls.close()
     await asyncio.to_thread(api.store.close)
+    for tap in api.taps:
+        tap.verify()
 
 
 @pytest.fixture

@@ -346,3 +346,50 @@ async def test_unknown_sources_and_errors_via_client(api: Api) -> None:
         await c.call("source.get", {"source": "nosuch"})
     assert (e.value.code, e.value.field) == ("not_found", "params.source")
     await c.close()
+
+
+async def test_connection_flood_from_one_address(tmp_path: Path, accounts_db: Path) -> None:
+    """New connections per address are rate-limited, and so is how many stay open; both
+    answered with HTTP 429, and a client connected before is not disturbed."""
+    api = await start_api(
+        tmp_path,
+        accounts_db,
+        connect_rate=4,
+        connect_burst=3,
+        max_connections_per_address=4,
+        # The raw connections below never identify: they must stay open meanwhile.
+        identify_timeout=60,
+    )
+    try:
+        early = await api.client("viewer1")
+        opened = [await ws_connect(api.url) for _ in range(2)]
+        with pytest.raises(InvalidStatus) as e:
+            await ws_connect(api.url)
+        assert e.value.response.status_code == 429
+        assert b"too many new connections from this address" in e.value.response.body
+        assert api.server.counters.connections_refused == 1
+        await bystander_ok_with(early)
+        # The bucket refills at connect_rate: one more after a quarter second.
+        await asyncio.sleep(0.3)
+        opened.append(await ws_connect(api.url))
+        # Four are open now (early and three raw): the next is refused, whatever the rate.
+        await asyncio.sleep(0.6)
+        with pytest.raises(InvalidStatus) as e:
+            await ws_connect(api.url)
+        assert e.value.response.status_code == 429
+        assert b"too many connections from this address (at most 4)" in e.value.response.body
+        await opened.pop().close()
+        await asyncio.sleep(0.1)
+        opened.append(await ws_connect(api.url))
+        await bystander_ok_with(early)
+        for ws in opened:
+            await ws.close()
+        await early.close()
+    finally:
+        await stop_api(api)
+
+
+async def bystander_ok_with(c: Any) -> None:
+    t0 = time.perf_counter()
+    assert (await c.call("wall.get"))["state"]["wall"] == "main"
+    assert time.perf_counter() - t0 < 1.0

@@ -23,6 +23,7 @@ class ApiConfig(BaseModel):
     # URL path of the WebSocket endpoint; other paths are answered 404.
     path: str = Field(default="/api/v1", pattern=r"^/[A-Za-z0-9/_.\-]*$", max_length=128)
     # PEM certificate chain and private key; with both set the API speaks wss://.
+    # A relative path is taken from the config file's folder.
     tls_cert: Path | None = None
     tls_key: Path | None = None
     # Browser origins allowed to connect (e.g. "https://panel.example"). Clients that
@@ -33,6 +34,12 @@ class ApiConfig(BaseModel):
     max_message_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
     # Connections served at once; more are refused with HTTP 503.
     max_connections: int = Field(default=256, ge=1, le=100000)
+    # Per client address: connections open at once, and new connections per second with
+    # the burst allowed above that rate. More are refused with HTTP 429, so one address
+    # flooding the port cannot take every connection slot (max_connections).
+    max_connections_per_address: int = Field(default=64, ge=1, le=100000)
+    connect_rate: float = Field(default=10.0, gt=0, le=100000)
+    connect_burst: int = Field(default=40, ge=1, le=100000)
     # Requests per second per connection (a batch counts each request in it) and the
     # burst allowed above that rate; requests over it are answered "rate_limited".
     rate_limit: float = Field(default=200.0, gt=0, le=100000)
@@ -51,6 +58,10 @@ class ApiConfig(BaseModel):
     # seconds, further logins from it are refused (4010) until the window has passed.
     login_failures_max: int = Field(default=5, ge=1, le=1000)
     login_failure_window: float = Field(default=300.0, gt=0, le=86400)
+    # Seconds a session token (method session.token; the web console keeps one for its
+    # reconnects) stays valid. Tokens also end on session.logout and when their account
+    # is removed, disabled or gets a new password.
+    token_ttl: float = Field(default=12 * 3600.0, ge=60, le=30 * 86400)
     # Role given to a client that identifies without an account: "none" requires a
     # login. "viewer" suits a read-only wall display on a closed network.
     anonymous_role: Literal["none", "viewer", "operator", "admin"] = "none"
@@ -60,6 +71,15 @@ class ApiConfig(BaseModel):
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("give both tls_cert and tls_key, or neither")
         return self
+
+    def resolved(self, base_dir: Path) -> ApiConfig:
+        """Relative certificate paths taken from the config file's folder, not the cwd."""
+        update = {
+            k: base_dir / v
+            for k, v in (("tls_cert", self.tls_cert), ("tls_key", self.tls_key))
+            if v is not None and not v.is_absolute()
+        }
+        return self.model_copy(update=update) if update else self
 
     def url(self, port: int | None = None) -> str:
         scheme = "wss" if self.tls_cert is not None else "ws"

@@ -12,7 +12,7 @@ import asyncio
 import importlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
@@ -134,15 +134,6 @@ class NoParams(Params):
     pass
 
 
-class DeviceParams(Params):
-    device: Ident
-
-
-class DeviceCallParams(DeviceParams):
-    action: Ident
-    args: dict[str, Any] = Field(default_factory=dict)
-
-
 # --- results ---------------------------------------------------------------------------
 
 
@@ -205,15 +196,6 @@ class History(Result):
     revisions: list[RevisionEntry]
 
 
-class DeviceList(Result):
-    devices: list[dict[str, Any]]
-
-
-class DeviceAnswer(Result):
-    device: str
-    result: dict[str, Any]
-
-
 class SessionInfo(Result):
     session: str
     account: str
@@ -234,6 +216,18 @@ class SessionList(Result):
 S = TypeVar("S")
 
 
+class SessionControl(Protocol):
+    """What the server offers the session methods (wallctl/api/sessions.py)."""
+
+    async def issue_token(self, actor: Actor) -> Any: ...
+
+    async def logout(self, actor: Actor) -> int: ...
+
+    async def kick(
+        self, actor: Actor, session_id: str, reason: str | None, revoke_tokens: bool
+    ) -> tuple[SessionInfo, int]: ...
+
+
 @dataclass
 class ApiContext:
     """What handlers reach: the command layer, the store, and hooks into the server."""
@@ -248,6 +242,8 @@ class ApiContext:
     # The daemon's services by name (Runtime.services): how methods of later
     # capabilities reach their component without the API importing it.
     services: dict[str, Any] = field(default_factory=dict)
+    # Sessions, tokens and kicks: the server itself (None without one, e.g. in tests).
+    control: SessionControl | None = None
 
     def service(self, name: str, kind: type[S]) -> S:
         """The running service ``name``, or ``unavailable`` when it is not configured."""
@@ -293,7 +289,15 @@ METHODS: dict[str, Method[Any]] = {}
 
 # Modules of later capabilities whose methods register on import (with ``method``).
 # Each capability adds its module here; the server and the spec generator load them.
-EXTENSIONS: list[str] = []
+EXTENSIONS: list[str] = [
+    "wallctl.api.sessions",
+    "wallctl.console.api",
+    "wallctl.mqtt.methods",
+    "wallctl.render.render_api",
+    "wallctl.render.api",
+    "wallctl.devices.api",
+    "wallctl.conference.api",
+]
 
 
 def load_extensions() -> None:
@@ -337,9 +341,9 @@ def _wall_edit(name: str, summary: str, params: type[Params], edit: EditFn) -> N
         new = await ctx.walls.change(
             p.wall, actor, name, run, if_revision=if_revision, detail=detail
         )
+        # The edit's own window: the change only numbered the state it made (or, when
+        # nothing changed, kept an equal one).
         win = box[0]
-        if win is not None:
-            win = new.window(win.id) or win
         # Shaped as `Change` (the spec's result model), built directly for speed.
         return {
             "wall": new.wall,
@@ -558,36 +562,7 @@ async def _restore(ctx: ApiContext, actor: Actor, p: RestoreParams, rev: int | N
     return Change(wall=new.wall, revision=new.revision)
 
 
-# --- devices (filled by the driver issues) and sessions ----------------------------------
-
-
-@method("device.list", "Controllable devices and their state.", "read", NoParams, DeviceList)
-async def _device_list(ctx: ApiContext, actor: Actor, p: NoParams, rev: int | None) -> Result:
-    return DeviceList(devices=[])
-
-
-@method(
-    "device.status",
-    "One device's connection state and cached state.",
-    "read",
-    DeviceParams,
-    DeviceAnswer,
-)
-async def _device_status(ctx: ApiContext, actor: Actor, p: DeviceParams, rev: int | None) -> Result:
-    raise NotFound(f"no device {p.device!r}", field="params.device")
-
-
-@method(
-    "device.call",
-    "Run one of a device's declared actions.",
-    "routes",
-    DeviceCallParams,
-    DeviceAnswer,
-)
-async def _device_call(
-    ctx: ApiContext, actor: Actor, p: DeviceCallParams, rev: int | None
-) -> Result:
-    raise NotFound(f"no device {p.device!r}", field="params.device")
+# --- sessions (device methods live in wallctl.devices.api) --------------------------------
 
 
 @method("session.list", "Connected API sessions.", "sessions", NoParams, SessionList)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import secrets
 import ssl
 import time
@@ -42,6 +43,7 @@ from wallctl.api.protocol import (
     PROTOCOL_VERSION,
     ROLE_SCOPES,
     SUPPORTED_VERSIONS,
+    TOKEN_MECHANISM,
     Batch,
     CloseCode,
     DecodeError,
@@ -54,9 +56,17 @@ from wallctl.api.protocol import (
     error_response,
     role_allows,
 )
+from wallctl.api.tokens import TOKEN_PATTERN, TokenGrant, Tokens, token_hash
 from wallctl.bus import BusEvent, EventBus
 from wallctl.component import Component, Health, Status
-from wallctl.errors import InternalError, InvalidField, RateLimited, WallctlError
+from wallctl.errors import (
+    InternalError,
+    InvalidField,
+    NotFound,
+    NotPermitted,
+    RateLimited,
+    WallctlError,
+)
 from wallctl.logs import get_logger
 from wallctl.store import Actor, Store
 from wallctl.walls import WallService
@@ -78,6 +88,8 @@ class AuthBackend(Protocol):
     def begin(self, account: str, client_nonce: str) -> tuple[Any, Any]: ...
 
     def finish(self, state: Any, client_proof_b64: str) -> tuple[Any, str]: ...
+
+    def current(self, account: str) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -143,11 +155,52 @@ class LoginThrottle:
         self.failures.setdefault(address, deque(maxlen=limit)).append(time.monotonic())
 
 
+class ConnectThrottle:
+    """New connections per address: a token bucket each, and how many are open.
+
+    Bounded in memory: past MAX_ADDRESSES the address seen longest ago is forgotten
+    (it starts again with a full bucket, which an attacker gains nothing from).
+    """
+
+    MAX_ADDRESSES = 10000
+
+    def __init__(self) -> None:
+        self.buckets: dict[str, TokenBucket] = {}
+        self.open: dict[str, int] = {}
+
+    def admit(self, address: str, rate: float, burst: int, max_open: int) -> str | None:
+        """None to let the connection in, or why not."""
+        if self.open.get(address, 0) >= max_open:
+            return f"too many connections from this address (at most {max_open})"
+        bucket = self.buckets.pop(address, None)
+        if bucket is None:
+            if len(self.buckets) >= self.MAX_ADDRESSES:
+                del self.buckets[next(iter(self.buckets))]
+            bucket = TokenBucket(rate, burst)
+        # Re-inserted: the dict stays ordered by last use, oldest first.
+        self.buckets[address] = bucket
+        bucket.rate, bucket.burst = rate, float(burst)
+        if not bucket.take():
+            return f"too many new connections from this address (over {rate:g}/s); slow down"
+        return None
+
+    def opened(self, address: str) -> None:
+        self.open[address] = self.open.get(address, 0) + 1
+
+    def closed(self, address: str) -> None:
+        n = self.open.get(address, 0) - 1
+        if n > 0:
+            self.open[address] = n
+        else:
+            self.open.pop(address, None)
+
+
 @dataclass
 class _Counters:
     requests: dict[tuple[str, str], int] = field(default_factory=dict)
     login_failures: int = 0
     rate_limited: int = 0
+    connections_refused: int = 0
 
     def count(self, method: str, result: str) -> None:
         key = (method if method in methods.METHODS else "unknown", result)
@@ -184,12 +237,15 @@ class ApiServer(Component):
             self.session_infos,
             self.hub.publish,
             services={} if services is None else services,
+            control=self,
         )
+        self.tokens = Tokens(store)
         self.bus = bus
         self._bus_unsubscribe: Callable[[], None] | None = None
         self.sessions: dict[str, Session] = {}
         self.connections = 0
         self.throttle = LoginThrottle()
+        self.connect_throttle = ConnectThrottle()
         self.counters = _Counters()
         self.port: int | None = None
         self._server: Server | None = None
@@ -306,19 +362,94 @@ class ApiServer(Component):
             return conn.respond(HTTPStatus.SERVICE_UNAVAILABLE, "too many API connections\n")
         if self._stopping:
             return conn.respond(HTTPStatus.SERVICE_UNAVAILABLE, "shutting down\n")
+        cfg = self.config
+        why = self.connect_throttle.admit(
+            _address(conn),
+            cfg.connect_rate,
+            cfg.connect_burst,
+            cfg.max_connections_per_address,
+        )
+        if why is not None:
+            self.counters.connections_refused += 1
+            return conn.respond(HTTPStatus.TOO_MANY_REQUESTS, why + "\n")
         return None
 
     async def _session(self, ws: ServerConnection) -> None:
+        address = _address(ws)
         self.connections += 1
+        self.connect_throttle.opened(address)
         try:
             await Session(self, ws).run()
         finally:
             self.connections -= 1
+            self.connect_throttle.closed(address)
 
     # --- for methods ---------------------------------------------------------------
 
     def session_infos(self) -> list[SessionInfo]:
         return [s.info() for s in self.sessions.values()]
+
+    # --- SessionControl (methods.py): tokens, logout, kick ------------------------------
+
+    async def issue_token(self, actor: Actor) -> TokenGrant:
+        session = self.sessions.get(actor.session or "")
+        if session is None or session.mechanism == "anonymous":
+            raise NotPermitted(
+                "an anonymous session cannot hold a token: identify with an account",
+                field="method",
+            )
+        return await self.tokens.issue(actor, self.config.token_ttl)
+
+    async def logout(self, actor: Actor) -> int:
+        session = self.sessions.get(actor.session or "")
+        used = session.token_used if session is not None else None
+        return await self.tokens.revoke_session(actor, used)
+
+    async def kick(
+        self, actor: Actor, session_id: str, reason: str | None, revoke_tokens: bool
+    ) -> tuple[SessionInfo, int]:
+        target = self.sessions.get(session_id)
+        if target is None:
+            raise NotFound(f"no session {session_id!r}", field="params.session")
+        if session_id == actor.session:
+            raise InvalidField(
+                "that is your own session: call session.logout and close the connection",
+                field="params.session",
+            )
+        info = target.info()
+        revoked = 0
+        if revoke_tokens:
+            revoked = await self.tokens.revoke_sessions_tokens(session_id)
+            if target.token_used is not None:
+                revoked += await self.tokens.revoke_hash(target.token_used)
+        detail: dict[str, Any] = {
+            "session": session_id,
+            "account": info.account,
+            "peer": info.peer,
+            "reason": reason,
+            "revoked_tokens": revoked,
+        }
+        await self.store.audit(actor, "session.kick", detail=detail)
+        self.log_kick(actor, info, reason)
+        text = f"ended by {actor.identity}" + (f": {reason}" if reason else "")
+        # Not awaited here: the closing handshake may take the client's time, and the
+        # admin's answer should not.
+        task = asyncio.get_running_loop().create_task(
+            target.ws.close(int(CloseCode.SESSION_KICKED), _reason(text))
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return info, revoked
+
+    @staticmethod
+    def log_kick(actor: Actor, info: SessionInfo, reason: str | None) -> None:
+        log.warning(
+            "api session ended by an administrator",
+            session=info.session,
+            account=info.account,
+            by=actor.identity,
+            reason=reason or "",
+        )
 
 
 class _ApiMetrics(Collector):
@@ -342,6 +473,12 @@ class _ApiMetrics(Collector):
         fails = CounterMetricFamily("wallctl_api_login_failures", "Failed API logins")
         fails.add_metric([], s.counters.login_failures)
         yield fails
+        refused = CounterMetricFamily(
+            "wallctl_api_connections_refused",
+            "Connections refused for flooding from one address (HTTP 429)",
+        )
+        refused.add_metric([], s.counters.connections_refused)
+        yield refused
         resyncs = CounterMetricFamily(
             "wallctl_api_resyncs", "Event queues dropped for a resync (slow clients)"
         )
@@ -358,6 +495,9 @@ class Session:
         self.peer = str(peer[0]) if peer else "unknown"
         self.since = time.time()
         self.identity: LoginIdentity | None = None
+        # How it identified: "scram", "token" or "anonymous"; with a token, its SHA-256.
+        self.mechanism = "none"
+        self.token_used: bytes | None = None
         self.actor = Actor("anonymous", via="api", session=self.id)
         self.sub: Subscriber | None = None
         self.requests = 0
@@ -447,7 +587,7 @@ class Session:
             "supported_versions": list(SUPPORTED_VERSIONS),
             "session": self.id,
             "authentication": {
-                "mechanisms": [MECHANISM],
+                "mechanisms": [MECHANISM, TOKEN_MECHANISM],
                 "anonymous_role": None if anon == "none" else anon,
             },
         }
@@ -472,9 +612,16 @@ class Session:
                 f"protocol_version {msg.protocol_version} is not supported; "
                 f"use one of {list(SUPPORTED_VERSIONS)}",
             )
+        if msg.token is not None:
+            if msg.account is not None:
+                raise _Refused(
+                    CloseCode.MESSAGE_DECODE_ERROR, "identify takes account or token, not both"
+                )
+            return msg, await self._identify_token(msg.token), None
         if msg.account is None:
             if cfg.anonymous_role == "none":
                 raise _Refused(CloseCode.AUTHENTICATION_FAILED, "this server requires a login")
+            self.mechanism = "anonymous"
             return msg, LoginIdentity("anonymous", cfg.anonymous_role, "anonymous"), None
         if msg.client_nonce is None:
             raise _Refused(
@@ -517,12 +664,44 @@ class Session:
                 CloseCode.AUTHENTICATION_FAILED, "authentication failed", delay=True
             ) from None
         identity = LoginIdentity(ident.account, str(ident.role), ident.display_name)
+        self.mechanism = "scram"
         await self.server.store.audit(
             Actor(identity.account, via="api", session=self.id, role=identity.role),
             "session.login",
             detail={"peer": self.peer},
         )
         return msg, identity, signature
+
+    async def _identify_token(self, token: str) -> LoginIdentity:
+        """A token login: answered exactly like a password login, failures included."""
+        cfg = self.server.config
+        if self.server.throttle.blocked(
+            self.peer, cfg.login_failures_max, cfg.login_failure_window
+        ):
+            self.log.warning("api login throttled", mechanism="token")
+            raise _Refused(
+                CloseCode.LOGIN_THROTTLED, "too many failed logins; try again later", delay=True
+            )
+        ident = None
+        if _TOKEN_RE.fullmatch(token):
+            owner = await self.server.tokens.owner(token)
+            if owner is not None:
+                # The account as it is now: a disabled or removed one has no tokens left,
+                # and a changed role applies from this login on.
+                ident = self.server.accounts.current(owner.account)
+        if ident is None:
+            # No account name to show: "(token)" cannot be one (see accounts.py).
+            await self._login_failed("(token)")
+            raise _Refused(CloseCode.AUTHENTICATION_FAILED, "authentication failed", delay=True)
+        identity = LoginIdentity(ident.account, str(ident.role), ident.display_name)
+        self.mechanism = "token"
+        self.token_used = token_hash(token)
+        await self.server.store.audit(
+            Actor(identity.account, via="api", session=self.id, role=identity.role),
+            "session.login",
+            detail={"peer": self.peer, "mechanism": "token"},
+        )
+        return identity
 
     async def _login_failed(self, account: str) -> None:
         cfg = self.server.config
@@ -587,9 +766,9 @@ class Session:
                 await self.ws.send(encode(error_response(e.request_id, e.error)))
                 continue
             if isinstance(msg, Request):
-                await self.ws.send(encode(await self._request(msg)))
+                await self._reply(encode(await self._request(msg)))
             elif isinstance(msg, Batch):
-                await self.ws.send(encode(await self._batch(msg)))
+                await self._reply(encode(await self._batch(msg)))
             elif isinstance(msg, Reidentify):
                 assert self.sub is not None
                 # Held back until `identified` is out, so the snapshot follows it.
@@ -707,6 +886,25 @@ class Session:
 
     # --- events --------------------------------------------------------------------
 
+    async def _reply(self, text: str) -> None:
+        """Send a response; straight to the socket when it takes it at once.
+
+        ``send()`` costs an async context manager and a drain per message, a good part
+        of a small request's time. With nothing buffered and no fragmented message under
+        way, writing the frame is what ``send()`` would do; otherwise it is used, and
+        waits for the client to read (backpressure).
+        """
+        ws = self.ws
+        if (
+            ws.protocol.state is State.OPEN
+            and ws.send_in_progress is None
+            and not ws.transport.get_write_buffer_size()
+        ):
+            ws.protocol.send_text(text.encode())
+            ws.send_data()
+            return
+        await ws.send(text)
+
     def _send_now(self, tail: str) -> bool:
         """Hand an event to the socket without a task switch, if it takes it at once.
 
@@ -758,6 +956,14 @@ class Session:
                 await self.ws.send(frame(sub.next_seq(), hub.snapshot_tail()))
                 continue
             await self.ws.send(frame(sub.next_seq(), sub.queue.popleft()))
+
+
+_TOKEN_RE = re.compile(TOKEN_PATTERN)
+
+
+def _address(conn: ServerConnection) -> str:
+    peer = conn.remote_address
+    return str(peer[0]) if peer else "unknown"
 
 
 def _reason(text: str) -> str:

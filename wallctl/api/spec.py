@@ -108,7 +108,8 @@ A Python client ships as `wallctl.client`.
 
 ```
 server: {{"op":"hello","server_version":"0.1.0","protocol_version":1,"supported_versions":[1],
-         "session":"9f2c...","authentication":{{"mechanisms":["SCRAM-SHA-256"],"anonymous_role":null}}}}
+         "session":"9f2c...","authentication":{{"mechanisms":["SCRAM-SHA-256","token"],
+         "anonymous_role":null}}}}
 client: {{"op":"identify","protocol_version":1,"account":"op1","client_nonce":"<random>",
          "subscriptions":["wall"]}}
 server: {{"op":"challenge","mechanism":"SCRAM-SHA-256","salt":"<b64>","iterations":16384,
@@ -137,6 +138,24 @@ gets a challenge like any other and fails the same way. A failed login is closed
 4005 only after `api.login_delay_ms`; too many failures from one address close with
 4010 until `api.login_failure_window` has passed. With `api.anonymous_role` set, an
 `identify` without `account` gets that role.
+
+**Session tokens.** An identified account may ask for a token (`session.token` ->
+`{{"token": "<43+ urlsafe chars>", "expires": <unix time>}}`, valid `api.token_ttl`
+seconds, 12 h by default) and later identify with it instead of a password:
+
+```
+client: {{"op":"identify","protocol_version":1,"token":"<token>","subscriptions":["wall"]}}
+server: {{"op":"identified",...,"server_signature":null,...}}
+```
+
+The connection then acts as the token's account, with the role the account has now. An
+unknown, expired or revoked token fails exactly like a wrong password (4005 after the
+delay, counted by the same per-address throttle); `account` and `token` together close
+with 4002. `session.logout` revokes the tokens the session asked for and the one it
+identified with (the connection stays open until the client closes it). Only the
+SHA-256 of a token is stored, so tokens survive a restart; removing or disabling an
+account or changing its password revokes all its tokens. An admin ends another session
+with `session.kick`: it is closed with 4012 and the reason `ended by <admin>[: reason]`.
 
 `reidentify` `{{"op":"reidentify","subscriptions":[...]}}` changes the subscriptions and is
 answered with `identified` (without `server_signature`); newly subscribing to `wall`
@@ -261,7 +280,9 @@ def markdown(spec: dict[str, Any]) -> str:
         out.append(f"| {code} | {d['name']} | {d['description']} |")
     out.append(
         "\nAn oversized message closes with 1009; a bad `Origin` is refused with HTTP 403,"
-        " a full server with HTTP 503, another path with HTTP 404."
+        " a full server with HTTP 503, another path with HTTP 404, and one address opening"
+        " connections too fast or holding too many (`api.connect_rate`, `api.connect_burst`,"
+        " `api.max_connections_per_address`) with HTTP 429."
     )
     out.append("\n## Messages\n")
     for side, key in (

@@ -1,0 +1,1 @@
+"""Where composited walls go: X windows per head, the HTTP preview, encoded streams."""
