@@ -255,7 +255,7 @@ kind = "test_pattern"
     return path
 
 
-async def wait_port(port: int, within_s: float = 30) -> None:
+async def wait_port(port: int, within_s: float = 90) -> None:
     end = time.time() + within_s
     while time.time() < end:
         try:

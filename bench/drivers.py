@@ -25,6 +25,7 @@ how its reply ends.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import sys
 import time
@@ -249,6 +250,10 @@ async def main() -> None:
             "reply_delay_ms": REPLY_DELAY_MS,
             "wire": "10 bits per byte at the baud rate, bytes counted on the link both ways",
             "simulator": "separate process, `wallctl simulate --pty`, paced both ways",
+            # Run under `chrt -f 20` to keep neighbours' load out of the p99 (the pty's
+            # kernel work still runs at normal priority); recorded so runs compare.
+            "scheduler": "fifo" if os.sched_getscheduler(0) == os.SCHED_FIFO else "normal",
+            "load_average_1m": round(os.getloadavg()[0], 2),
         },
     )
 

@@ -42,7 +42,7 @@ from wallctl.render.sourcehub import SourceHub
 RTSP_SERVER = ROOT / "tests" / "helpers" / "rtsp_server.py"
 SOURCES = 16
 RUNS = 5
-DECODE_SECONDS = 8.0
+DECODE_SECONDS = 6.0
 
 
 def make_file(path: Path, w: int, h: int, seconds: int) -> Path:
@@ -188,8 +188,16 @@ def main() -> int:
         finally:
             proc.terminate()
             proc.wait(5)
-        slice1 = decode_cpu(files, RenderSourcesConfig(thread_type="slice", decoder_threads=1))
-        auto = decode_cpu(files, RenderSourcesConfig(thread_type="auto", decoder_threads=0))
+        # Alternating runs, each setting's least disturbed one kept (the most pictures):
+        # the machine is shared, and a decoder starved of CPU falls behind real time.
+        runs: dict[str, list[tuple[float, float, float, float, float]]] = {"s": [], "a": []}
+        for _ in range(2):
+            slice_cfg = RenderSourcesConfig(thread_type="slice", decoder_threads=1)
+            runs["s"].append(decode_cpu(files, slice_cfg))
+            auto_cfg = RenderSourcesConfig(thread_type="auto", decoder_threads=0)
+            runs["a"].append(decode_cpu(files, auto_cfg))
+        slice1 = max(runs["s"], key=lambda r: r[1])
+        auto = max(runs["a"], key=lambda r: r[1])
         thumbs = decode_cpu(files, RenderSourcesConfig(), size=(320, 180))
         cli = ffmpeg_cli_decode(clip)
     ours_s, theirs_s = statistics.median(ours), statistics.median(theirs)
@@ -221,6 +229,8 @@ def main() -> int:
             "sources": f"{SOURCES} x 960x540 H.264 files, 25 fps each, paced",
             "cold_runs": {"wallctl_s": ours, "ffmpeg_s": theirs, "pyav_default_s": pyav},
             "cpu_count": os.cpu_count(),
+            "decode_runs": {k: [[round(x, 3) for x in r] for r in v] for k, v in runs.items()},
+            "load_average": os.getloadavg(),
         },
     )
     return 0

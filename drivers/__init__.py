@@ -16,7 +16,10 @@ How the pieces fit (read in this order when writing a driver):
   dropped and reopened).
 - ``matrix.py`` / ``display.py``: the family contracts the wallctl layer drives (ties and
   salvos; power and input), so it needs no knowledge of any one protocol.
-- ``supervisor.py``: runs a driver so that a crash is logged and retried, never fatal.
+- ``supervisor.py``: runs a driver so that a crash is logged and retried, never fatal;
+  ``backoff.py``: the capped, jittered delays both use.
+- ``text.py``: ``clean_text`` for labels and names a client sends (no CR/LF, ESC or
+  other control characters, nor the protocol's delimiters, ever reach a line).
 - ``simulator.py``: hosts a protocol's device model on a TCP port or a pseudo-terminal
   (paced at the configured baud rate), so each simulator is just device model + grammar.
 - ``registry.py``: protocol name -> driver class, config model, simulator, manifest.

@@ -133,6 +133,11 @@ class Connection(Generic[E]):
         """True once the link is open and the start-up sequence has run."""
         return self._ready.is_set()
 
+    @property
+    def silent_for_s(self) -> float | None:
+        """Seconds since the device last sent a byte (None while no link is up)."""
+        return time.monotonic() - self._last_rx if self._link_up else None
+
     async def wait_ready(self, within_s: float) -> bool:
         try:
             await asyncio.wait_for(self._ready.wait(), within_s)

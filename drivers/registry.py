@@ -51,6 +51,7 @@ PACKAGES = [
     "drivers.lg",
     "drivers.cisco_xapi",
     "drivers.huawei_te",
+    "drivers.onvif",
 ]
 
 

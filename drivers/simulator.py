@@ -126,7 +126,7 @@ class SimSession:
             self._close()
 
     def received(self, data: bytes) -> None:
-        if self.sim.mute:
+        if self.sim.mute or self.sim.booting:
             return
         try:
             self.sim.on_data(self, data)
@@ -145,6 +145,9 @@ class DeviceSimulator:
         self.sessions: set[SimSession] = set()
         # TCP clients silent for this long are disconnected, as devices do (0: never).
         self.idle_timeout_s = 0.0
+        # How long a reboot takes (deaf and unreachable meanwhile).
+        self.boot_time_s = 0.0
+        self._boot_until = 0.0
         # Fault switches for tests and rehearsals.
         self.mute = False
         self.commands = 0
@@ -177,15 +180,30 @@ class DeviceSimulator:
         """Put raw bytes on every client's line (garbage and noise tests)."""
         self.broadcast(data)
 
+    @property
+    def booting(self) -> bool:
+        """True while a reboot is under way: nothing is answered, TCP is refused."""
+        return time.monotonic() < self._boot_until
+
     def reboot(self) -> None:
-        """Power-cycle: drop TCP clients, reset state, greet serial lines again."""
+        """Power-cycle: drop TCP clients, reset state; after ``boot_time_s`` greet serial
+        lines again (banner, start message) and answer once more."""
         self.reset()
+        self._boot_until = time.monotonic() + self.boot_time_s
         for s in list(self.sessions):
             if s.kind == "tcp":
                 s.close()
             else:
                 s.vars.clear()
                 s.buffer.clear()
+        if self.boot_time_s > 0:
+            asyncio.get_running_loop().call_later(self.boot_time_s, self._booted)
+        else:
+            self._booted()
+
+    def _booted(self) -> None:
+        for s in list(self.sessions):
+            if s.kind == "serial" and not s.closed:
                 self.on_connect(s)
 
 
@@ -231,6 +249,9 @@ async def serve_tcp(sim: DeviceSimulator, host: str = "127.0.0.1", port: int = 0
     srv = SimServer(sim)
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if sim.booting:  # its network stack is not up yet
+            writer.close()
+            return
         session = SimSession(sim, writer.write, writer.close, "tcp")
         me = asyncio.current_task()
         if me is not None:

@@ -445,6 +445,14 @@ def _add_optional_commands(sub: Any) -> None:
     from wallctl.mqtt.cli import add_parser as add_mqtt_parser
 
     add_mqtt_parser(sub)
+    from wallctl.cameras.cli import add_parser as add_cameras_parser
+
+    add_cameras_parser(sub)
+    from wallctl.recordings.cli import add_parser as add_recordings_parser
+    from wallctl.terminals.cli import add_parser as add_terminals_parser
+
+    add_terminals_parser(sub)
+    add_recordings_parser(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

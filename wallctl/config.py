@@ -147,6 +147,7 @@ class LayoutsConfig(Section):
 from wallctl.render.config import RenderConfig, render_problems  # noqa: E402
 from wallctl.devices.config import DeviceConfig, device_problems  # noqa: E402
 from wallctl.conference.config import ConferenceConfig, conference_problems  # noqa: E402
+from wallctl.terminals.config import TerminalsConfig  # noqa: E402
 
 
 class Config(Section):
@@ -168,6 +169,8 @@ class Config(Section):
     devices: list[DeviceConfig] = Field(default_factory=list, max_length=256)
     # Conference codecs (devices above) and the directory of centres they call.
     conference: ConferenceConfig = Field(default_factory=ConferenceConfig)
+    # Mobile terminals: WHIP ingest, WHEP viewing, recording (wallctl/terminals/).
+    terminals: TerminalsConfig = Field(default_factory=TerminalsConfig)
 
     def all_walls(self) -> list[WallConfig]:
         return [self.wall, *self.walls.values()]

@@ -397,5 +397,13 @@ def build_components(rt: Runtime) -> list[Component]:
     from wallctl.conference.component import conference_component  # calls between centres
 
     comps.append(conference_component(rt))
+    from wallctl.cameras.component import cameras_component  # ONVIF sources, PTZ, tours
+
+    comps.append(cameras_component(rt))
+    from wallctl.terminals.component import terminals_component  # WHIP/WHEP, recordings
+
+    terminals = terminals_component(rt)
+    if terminals is not None:
+        comps.append(terminals)
     comps.append(rt.http)  # last: the listener opens once everything it serves is ready
     return comps

@@ -115,6 +115,31 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX api_tokens_by_account ON api_tokens (account);
     """,
+    # 5: mobile terminals (wallctl/terminals/identities.py: only the SHA-256 of each
+    # bearer token is kept) and the index of their recorded segments (wallctl/recordings/).
+    """
+    CREATE TABLE terminals (
+        id TEXT NOT NULL PRIMARY KEY COLLATE NOCASE,
+        name TEXT NOT NULL,
+        token_hash BLOB NOT NULL UNIQUE,
+        created_ts REAL NOT NULL,
+        created_by TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE recordings (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        identity TEXT NOT NULL,
+        path TEXT NOT NULL UNIQUE,
+        start_ts REAL NOT NULL,
+        end_ts REAL,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        codecs TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL DEFAULT 'open'
+    );
+    CREATE INDEX recordings_by_source ON recordings (source, start_ts);
+    CREATE INDEX recordings_by_identity ON recordings (identity, start_ts);
+    CREATE INDEX recordings_by_time ON recordings (start_ts);
+    """,
 ]
 
 # A whole state every this many revisions bounds the patches applied to rebuild one.

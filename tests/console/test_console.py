@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import urllib.error
@@ -158,6 +159,10 @@ async def test_config_tells_where_the_api_is(daemon: Daemon) -> None:
     assert {"wall", "layout", "device"} <= set(cfg["api"]["categories"])
     assert cfg["site"] == "测试指挥中心"
     assert cfg["preview"] is True  # the render pipeline serves /preview here
+    # Params schemas of the optional PTZ methods, when the daemon has them.
+    assert all(name.startswith("camera.") for name in cfg["methods"])
+    for m in cfg["methods"].values():
+        assert m["params"]["type"] == "object" and m["role"] in ("viewer", "operator", "admin")
     assert headers["Cache-Control"] == "no-store"
 
 
@@ -400,6 +405,8 @@ async def test_fullscreen_back_and_swap(page: Page, daemon: Daemon, shots: Shots
     await logged_in(page, daemon)
     a, b = sorted(state["windows"], key=lambda w: (w["y"], w["x"]))[:2]
     await page.click(win_sel(a["id"]))
+    # A test pattern is no camera: no PTZ pad for it.
+    assert await page.eval("document.querySelector('#ptz-panel').hidden")
     await page.click("#t-full")
     await page.wait_for(f"document.querySelector('{win_sel(a['id'])}').classList.contains('full')")
     full = next(x for x in (await wall(daemon))["windows"] if x["id"] == a["id"])
@@ -725,6 +732,89 @@ async def test_hostile_names_are_shown_as_text(page: Page, daemon: Daemon) -> No
         await c.close()
 
 
+CAMERA_CONFIG = """
+[[devices]]
+id = "cam1"
+name = "北门摄像机"
+protocol = "onvif"
+host = "127.0.0.1"
+port = {port}
+password = "{password}"
+events = false
+
+[[sources]]
+id = "north"
+name = "北门"
+kind = "onvif"
+url = "onvif://cam1"
+group = "南浔区/北门"
+"""
+
+
+async def test_ptz_pad_moves_and_stops_the_fake_camera(
+    browser: Browser, tmp_path_factory: pytest.TempPathFactory, shots: Shots
+) -> None:
+    from drivers.onvif.simulator import FakeCamera
+
+    cam = FakeCamera(user="admin", password="cam pw 1")
+    await cam.start(0)
+    d = Daemon(tmp_path_factory.mktemp("console-ptz"))
+    text = d.config.read_text(encoding="utf-8").replace("fps = 5", "enabled = false")
+    text += CAMERA_CONFIG.format(port=cam.port, password="cam pw 1")
+    d.config.write_text(text, encoding="utf-8")
+    await asyncio.to_thread(d.make_accounts)
+    await d.start()
+    page = await browser.new_page()
+    c = await d.client()
+    try:
+        for _ in range(200):
+            cams = (await c.call("camera.list"))["cameras"]
+            if cams and cams[0]["status"] == "ok":
+                break
+            await asyncio.sleep(0.05)
+        assert cams[0]["status"] == "ok", cams
+        w = (await c.call("wall.get"))["state"]["windows"][0]["id"]
+        await c.call("window.set_source", {"window": w, "source": "north"})
+        await logged_in(page, d)
+        await page.click(win_sel(w))
+        await page.wait_for("!document.querySelector('#ptz-panel').hidden")
+        assert "北门" in await page.eval("document.querySelector('#ptz-panel').textContent")
+        # The camera's presets are offered.
+        await page.wait_for("document.querySelectorAll('.ptz-presets option').length > 1")
+        # Press and hold "→": the camera moves right; release: it stops.
+        cam.calls.clear()
+        x, y = await page.center('#ptz-panel .pad[data-pan="1"][data-tilt="0"]')
+        await page.mouse("mouseMoved", x, y, 0)
+        await page.mouse("mousePressed", x, y)
+        for _ in range(100):
+            if any(call.operation == "ContinuousMove" for call in cam.calls):
+                break
+            await asyncio.sleep(0.02)
+        assert cam.velocity[0] > 0 and cam.velocity[1] == 0
+        await shots.take(page, "ptz")
+        # Held longer than the camera's dead-man time (1 s): the page keeps it moving.
+        await asyncio.sleep(1.5)
+        assert "Stop" not in [call.operation for call in cam.calls]
+        assert cam.velocity[0] > 0
+        await page.mouse("mouseReleased", x, y)
+        for _ in range(100):
+            if any(call.operation == "Stop" for call in cam.calls):
+                break
+            await asyncio.sleep(0.02)
+        ops = [call.operation for call in cam.calls]
+        assert "ContinuousMove" in ops and "Stop" in ops
+        assert ops.index("ContinuousMove") < ops.index("Stop")
+        # Selecting a window that shows no camera closes the pad.
+        other = (await c.call("wall.get"))["state"]["windows"][1]["id"]
+        await page.click(win_sel(other))
+        await page.wait_for("document.querySelector('#ptz-panel').hidden")
+    finally:
+        await c.close()
+        await page.close()
+        await d.stop()
+        await cam.stop()
+
+
 # --- viewer, language, screen sizes, reload ----------------------------------------------
 
 
@@ -934,6 +1024,56 @@ async def test_connection_lost_banner_reconnect_and_resync(
     await page.click('.template[data-layout="1+5"]')
     await page.wait_for("document.querySelectorAll('.win').length === 6")
     assert (await wall(daemon))["layout"] == "1+5"
+
+
+async def test_a_page_that_falls_behind_is_resynced(
+    browser: Browser, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # Its own daemon with the smallest event queue. The page's script is paused in the
+    # debugger, so Chromium stops reading the socket (WebSocket flow control), the
+    # server's queue for it overflows while the wall keeps changing, and the server
+    # sends `resync` and a fresh snapshot: the page must end on the wall as it is.
+    d = Daemon(tmp_path_factory.mktemp("console-resync"))
+    text = d.config.read_text(encoding="utf-8").replace(
+        "login_delay_ms = 300",
+        "login_delay_ms = 300\nevent_queue = 8\nrate_limit = 100000\nrate_burst = 100000",
+    )
+    # Keepalive pings would time the paused page out on a busy machine: not this test.
+    text = text.replace(
+        "ping_interval = 5\nping_timeout = 5", "ping_interval = 120\nping_timeout = 120"
+    )
+    d.config.write_text(text.replace("fps = 5", "enabled = false"), encoding="utf-8")
+    await asyncio.to_thread(d.make_accounts)
+    await d.start()
+    page = await browser.new_page()
+    c = await d.client()
+    try:
+        await logged_in(page, d)
+        w = (await c.call("wall.get"))["state"]["windows"][0]["id"]
+        await page.send("Debugger.enable")
+        await page.send("Debugger.pause")
+        resynced = False
+        for n in range(40000):
+            await c.call("window.move", {"window": w, "x": n % 1000, "y": 0})
+            if n % 250 == 249:
+                _, _, body = await asyncio.to_thread(_get, d.url + "/metrics")
+                if re.search(rb"^wallctl_api_resyncs_total [1-9]", body, re.M):
+                    resynced = True
+                    break
+        assert resynced, "the server never had to resync the paused page"
+        await page.send("Debugger.resume")
+        await page.wait_for(
+            "document.querySelector('#banner').textContent === '事件积压，已重新同步'"
+        )
+        now = (await c.call("wall.get"))["state"]
+        await page.wait_for(
+            f"Number(document.querySelector('.mimic').dataset.revision) === {now['revision']}"
+        )
+        assert await page.eval(f"window.wallctl.mimic.window('{w}').x") == n % 1000
+    finally:
+        await c.close()
+        await page.close()
+        await d.stop()
 
 
 # --- the API method the console added ------------------------------------------------------------

@@ -163,6 +163,7 @@ async def test_offline_device_is_not_ready_and_comes_back(stack: Stack) -> None:
         assert e.value.code == "device_not_ready" and e.value.retryable
         status = (await c.call("device.status", {"device": "matrix2"}))["result"]
         assert status["status"] in ("disconnected", "connection_failure", "connecting")
+        assert status["stats"]["connects"] >= 1 and status["stats"]["silent_for_s"] is None
         from drivers.simulator import serve_tcp
 
         dev.simulator = await serve_tcp(dev.simulator.sim, "127.0.0.1", port)

@@ -119,13 +119,14 @@ async def test_devices_commands(stack: Stack, tmp_path: Path) -> None:
     )
     sim = stack.service.devices["matrix"].simulator
     assert sim is not None
-    out = b""
-    for _ in range(100):  # until the watcher is subscribed and has seen the change
-        sim.sim.front_panel_tie(3, 5, "%")  # type: ignore[attr-defined]
-        sim.sim.front_panel_tie(4, 5, "%")  # type: ignore[attr-defined]
+    assert watch.stdout is not None
+    line = b""
+    for i in range(100):  # until the watcher is subscribed and has seen a change
+        sim.sim.front_panel_tie(3 + i % 2, 5, "%")  # type: ignore[attr-defined]
         try:
-            out, _ = await asyncio.wait_for(watch.communicate(), 0.3)
+            line = await asyncio.wait_for(watch.stdout.readline(), 0.5)
             break
         except TimeoutError:
             continue
-    assert b"matrix: in " in out and "-> out 5 大屏输入5".encode() in out
+    assert await asyncio.wait_for(watch.wait(), 10) == 0
+    assert line.startswith(b"matrix: in ") and "-> out 5 大屏输入5".encode() in line

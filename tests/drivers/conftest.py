@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -15,6 +16,19 @@ import pytest
 @pytest.fixture
 def socat_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """Two linked pseudo-terminals from Debian's socat: (device end, host end)."""
+    with _socat(tmp_path) as (dev, host, _):
+        yield dev, host
+
+
+@pytest.fixture
+def socat_line(tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
+    """Like ``socat_pair``, with the socat process, to cut the line in a test."""
+    with _socat(tmp_path) as line:
+        yield line
+
+
+@contextlib.contextmanager
+def _socat(tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
     if shutil.which("socat") is None:
         pytest.fail("socat is not installed (Makefile DEB_TEST_PACKAGES lists it)")
     a, b = tmp_path / "dev", tmp_path / "host"
@@ -30,7 +44,8 @@ def socat_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
             pytest.fail("socat did not create its ptys")
         time.sleep(0.01)
     try:
-        yield os.path.realpath(a), os.path.realpath(b)
+        yield os.path.realpath(a), os.path.realpath(b), proc
     finally:
-        proc.terminate()
-        proc.wait(5)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -297,3 +298,48 @@ async def test_a_tie_is_answered_only_by_its_own_echo(
         assert d.state["tie.video.5"] == 7  # taken as the change report it is
     finally:
         await d.stop()
+
+
+async def test_verbose_modes(tcp: tuple[ExtronSimulator, SimServer]) -> None:
+    sim, srv = tcp
+    quiet = await started(make(TcpEndpoint("127.0.0.1", srv.port), "s3cret", verbose=0))
+    tagged = await started(make(TcpEndpoint("127.0.0.1", srv.port), "s3cret", verbose=2))
+    loud = await started(make(TcpEndpoint("127.0.0.1", srv.port), "s3cret", verbose=3))
+    try:
+        sessions = sorted(s.vars["verbose"] for s in sim.sessions)
+        assert sessions == [0, 2, 3]
+        for d in (quiet, tagged, loud):  # bare (0) and tagged (2, 3) reads both parse
+            assert drv_ties(d) == sim_ties(sim)
+        sim.front_panel_tie(8, 1, "%")
+        await eventually(lambda: loud.state["tie.video.1"] == 8)
+        await asyncio.sleep(0.2)
+        # Modes 0 and 2 get no change reports: the state stays stale until a read.
+        assert quiet.state["tie.video.1"] == 1 and tagged.state["tie.video.1"] == 1
+        await quiet.call("ties", {})
+        assert quiet.state["tie.video.1"] == 8
+    finally:
+        for d in (quiet, tagged, loud):
+            await d.stop()
+
+
+async def test_serial_line_cut_mid_command(
+    socat_line: tuple[str, str, subprocess.Popen[bytes]],
+) -> None:
+    dev_end, host_end, proc = socat_line
+    sim = ExtronSimulator(8, 8)
+    srv = await serve_serial(sim, dev_end, 9600)
+    d = await started(make(SerialEndpoint(host_end, 9600)))
+    try:
+        sim.reply_delay_s = 0.5
+        call = asyncio.create_task(d.call("route", {"input": 2, "outputs": [2]}))
+        await asyncio.sleep(0.1)
+        proc.kill()  # the adapter is pulled out
+        with pytest.raises((DeviceOffline, DeviceTimeout)):
+            await call
+        await eventually(lambda: d.status is not DriverStatus.OK, 10)
+        # The port is gone: each retry says why, and the daemon carries on.
+        await eventually(lambda: d.status is DriverStatus.CONNECTION_FAILURE, 10)
+        assert "retrying in" in d.status_detail
+    finally:
+        await d.stop()
+        await srv.close()

@@ -234,3 +234,25 @@ async def test_a_front_panel_report_is_not_taken_for_an_answer(
         assert time.monotonic() - t0 >= 0.15  # it waited for its own echo
     finally:
         await d.stop()
+
+
+async def test_reboot_takes_time_and_the_driver_waits_it_out(
+    tcp: tuple[KramerSimulator, SimServer],
+) -> None:
+    sim, srv = tcp
+    d = await started(make(TcpEndpoint("127.0.0.1", srv.port), "pw", timeout_ms=300))
+    try:
+        await d.call("route", {"input": 3, "outputs": [7]})
+        assert d.state["tie.video.7"] == 3
+        sim.boot_time_s = 1.5
+        sim.reboot()
+        await eventually(lambda: d.status is not DriverStatus.OK)
+        with pytest.raises(DeviceOffline):
+            await d.call("route", {"input": 1, "outputs": [1]})
+        statuses: list[DriverStatus] = []
+        d.on_event = lambda e: statuses.append(getattr(e, "status", DriverStatus.OK))
+        await eventually(lambda: d.status is DriverStatus.OK, 15)
+        assert DriverStatus.CONNECTION_FAILURE in statuses or DriverStatus.DISCONNECTED in statuses
+        assert d.state["tie.video.7"] == 7  # the reset ties were read again
+    finally:
+        await d.stop()

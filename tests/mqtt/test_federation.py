@@ -7,7 +7,6 @@ The district's broker bridges to the city's through a TCP relay the test can cut
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from .conftest import (
     DAEMON_PASSWORD,
     Broker,
     Centre,
+    Relay,
     mqtt_raw,
     raw_config,
     start_centre,
@@ -36,56 +36,6 @@ from .conftest import (
 
 CITY_PERSON = Actor("op1", via="api", role="operator")
 DISTRICT_ADMIN = Actor("admin1", via="api", role="admin")
-
-
-class Relay:
-    """A TCP relay between the district broker's bridge and the city broker."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.server: asyncio.Server | None = None
-        self.port = 0
-        self.conns: set[asyncio.StreamWriter] = set()
-        self.cut = False
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.cut:
-            writer.close()
-            return
-        try:
-            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.close()
-            return
-        self.conns |= {writer, up_w}
-
-        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(Exception):
-                while data := await r.read(65536):
-                    w.write(data)
-                    await w.drain()
-            w.close()
-
-        with contextlib.suppress(asyncio.CancelledError):  # the loop closing at teardown
-            await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
-        self.conns -= {writer, up_w}
-
-    def drop(self) -> None:
-        self.cut = True
-        for w in list(self.conns):
-            w.transport.abort()
-
-    def restore(self) -> None:
-        self.cut = False
-
-    async def close(self) -> None:
-        self.drop()
-        if self.server is not None:
-            self.server.close()
 
 
 CITY_POLICY = {

@@ -19,6 +19,7 @@ from wallctl.store import Actor
 from .conftest import (
     DAEMON_PASSWORD,
     Broker,
+    Relay,
     free_port,
     mqtt_raw,
     read_retained,
@@ -39,24 +40,32 @@ async def move(c: Any, x: int) -> int:
     return int(st.revision)
 
 
-async def collect(broker: Broker, topic: str, out: list[dict[str, Any]]) -> None:
+async def collect(
+    broker: Broker, topic: str, out: list[dict[str, Any]], ready: asyncio.Event
+) -> None:
     async with broker.client("viewer1") as sub:
         await sub.subscribe(topic, qos=1)
+        ready.set()
         async for m in sub.messages:
             assert isinstance(m.payload, bytes)
             out.append(json.loads(m.payload))
 
 
 async def test_broker_down_at_start_then_up(
-    tmp_path: Path, broker_factory: Any, accounts_db: Path
+    tmp_path: Path, broker: Broker, accounts_db: Path
 ) -> None:
-    broker: Broker = broker_factory("a", ["main"], start=False)
-    # Slow reconnects here, so the test's subscriber is on before the daemon returns.
-    raw = mqtt_raw(broker, "main", reconnect_min=1.5, reconnect_max=1.5, outage_buffer=5)
+    # The daemon reaches the broker through a relay that is not listening yet: the broker
+    # is "down" for it, while the test's subscriber is already on the real broker.
+    relay = Relay(broker.port, free_port())
+    raw = mqtt_raw(broker, "main", port=relay.port, outage_buffer=5)
     t0 = time.monotonic()
     c = await start_centre(tmp_path, accounts_db, "main", raw)
+    events: list[dict[str, Any]] = []
+    subscribed = asyncio.Event()
+    task = asyncio.create_task(collect(broker, "wallctl/main/events/wall", events, subscribed))
     try:
         assert time.monotonic() - t0 < 5, "start must not wait for the broker"
+        assert not c.mqtt.connected
         await wait_until(lambda: c.mqtt.failures.get("unreachable", 0) >= 1, what="attempt")
         health = c.mqtt.health()
         assert health.status is Status.DEGRADED and "next attempt in" in health.detail
@@ -64,9 +73,8 @@ async def test_broker_down_at_start_then_up(
         revisions = [await move(c, 10 * i) for i in range(1, 13)]
         assert revisions[-1] == 13
         assert c.mqtt.buffer.dropped == 7 and len(c.mqtt.buffer.events) == 5
-        broker.start()
-        events: list[dict[str, Any]] = []
-        task = asyncio.create_task(collect(broker, "wallctl/main/events/wall", events))
+        await asyncio.wait_for(subscribed.wait(), 10)
+        await relay.start()
         await wait_until(lambda: c.mqtt.connected, within=15, what="connected")
         await wait_until(lambda: len(events) >= 5, what="buffered events")
         # The newest five, in order; the seven oldest were dropped and counted.
@@ -76,10 +84,11 @@ async def test_broker_down_at_start_then_up(
             broker, "viewer1", "wallctl/main/state/main", lambda s: s["revision"] == 13
         )
         assert state["revision"] == 13
-        task.cancel()
         assert c.mqtt.health().status is Status.OK
     finally:
+        task.cancel()
         await c.stop()
+        await relay.close()
 
 
 async def test_broker_killed_and_restarted_mid_run(

@@ -212,3 +212,15 @@ def test_cli_prints_the_acl_and_bridge_for_a_config(capsys: pytest.CaptureFixtur
     # The city takes no commands from the district: nothing carries them in.
     assert "wallctl/huzhou-city/fed/in/" not in out
     assert main([*args[:-1], "nope", "--address", "x:1"]) == 3
+
+
+def test_suback_refusals_are_recognised() -> None:
+    """EMQX answers a subscription its ACL refuses with 0x87 (mosquitto 2.0 grants all)."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    from wallctl.mqtt.component import _code
+
+    assert _code(ReasonCode(PacketTypes.SUBACK, identifier=0x87)) == 0x87
+    assert _code(ReasonCode(PacketTypes.SUBACK, identifier=1)) == 1
+    assert _code(1) == 1

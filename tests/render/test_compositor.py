@@ -502,3 +502,18 @@ def test_clock_in_its_corner_redrawn_each_second(supply: Supply, text: TextPaint
     c.configure(clock=None)
     c.render_once()
     assert c._clock_rect is None and (c.canvas.y[r.y : r.bottom, r.x : r.right] == 30).all()
+
+
+def test_source_changing_resolution_is_redrawn_to_fit(comp: Compositor, supply: Supply) -> None:
+    # A 16:9 picture in a 4:3 window (bars), then the stream turns 4:3 (no bars).
+    supply.live("a", solid(supply, 640, 360, (200, 128, 128)))
+    comp.set_state(state(Window(id="w1", x=0, y=0, w=320, h=240, source="a", fit="fit")))
+    comp.render_once()
+    assert comp.canvas.y[10, 160] == 16 and comp.canvas.y[120, 160] == 200
+    supply.live("a", solid(supply, 400, 300, (90, 128, 128)))
+    comp.render_once()
+    assert (comp.canvas.y[0:240, 0:320] == 90).all()
+    # And back: the bars return black, not left over from the 4:3 picture.
+    supply.live("a", solid(supply, 640, 360, (150, 128, 128)))
+    comp.render_once()
+    assert comp.canvas.y[10, 160] == 16 and comp.canvas.y[120, 160] == 150

@@ -181,6 +181,13 @@ def test_backoff_doubles_to_the_cap_with_jitter_and_retries_lost_streams_fast() 
     b.lost(100.0)
     assert all(b.next_delay(100.0 + i) <= 1.2 for i in range(10))
     assert b.next_delay(200.0) > 1.2  # long after the loss: back to the slow schedule
+    # By default a lost stream is retried quickly however long it stays away...
+    fast = Backoff(0.5, 8.0, rng=random.Random(2))
+    fast.lost(0.0)
+    assert all(fast.next_delay(t * 100.0) <= 0.6 for t in range(50))
+    # ...but not when the server answers and refuses (a password changed meanwhile).
+    assert fast.next_delay(5000.0, refused=True) >= 0.4
+    assert max(fast.next_delay(5000.0, refused=True) for _ in range(10)) >= 6.4
 
 
 # --- configuration -----------------------------------------------------------------------

@@ -434,6 +434,31 @@ def test_file_without_loop_ends_on_its_last_picture(hub_factory: Hubs, media: Me
     assert row is not None and row["frames_decoded"] == 25 and row["reconnects"] == 0
 
 
+def test_rtmp_live_stream(hub_factory: Hubs, media: Media) -> None:
+    """ffmpeg as an RTMP server (listen mode) pushing a live FLV stream."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
+         "-i", str(media.ts_640), "-c", "copy", "-f", "flv", "-listen", "1",
+         f"rtmp://127.0.0.1:{port}/live/cam"],
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        hub = hub_factory([src("rtmp", "url", f"rtmp://127.0.0.1:{port}/live/cam")])
+        hub.demand("wall:main", {"rtmp": (640, 360)})
+        v = live(hub, "rtmp")
+        assert (v.frame.width, v.frame.height) == (640, 360)
+        time.sleep(1.5)
+        row = hub.source_stats("rtmp")
+        assert row is not None and row["codec"] == "h264" and 15 <= row["fps"] <= 32, row
+        hub.close()
+    finally:
+        server.kill()
+        server.wait(5)
+
+
 def test_hls_over_http_plays_at_its_own_rate(hub_factory: Hubs, media: Media) -> None:
     import functools
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -467,6 +492,16 @@ def test_hls_over_http_plays_at_its_own_rate(hub_factory: Hubs, media: Media) ->
         # Paced: about 25 pictures a second, not the whole playlist in a burst.
         assert 15 <= row["fps"] <= 32 and row["frames_decoded"] <= 90, row
         hub.close()
+        # HTTP-FLV (an FLV file over HTTP) takes the same path.
+        (hls / "clip.flv").write_bytes(
+            media.make("clip.flv", "-i", str(media.ts_640), "-c", "copy").read_bytes()
+        )
+        flv = f"http://127.0.0.1:{server.server_address[1]}/clip.flv"
+        hub = hub_factory([src("flv", "url", flv)])
+        hub.demand("wall:main", {"flv": (640, 360)})
+        assert live(hub, "flv").frame.width == 640
+        time.sleep(1.0)
+        assert hub.source_stats("flv")["frames_decoded"] <= 60  # type: ignore[index]
     finally:
         server.shutdown()
         server.server_close()

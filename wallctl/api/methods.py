@@ -297,6 +297,8 @@ EXTENSIONS: list[str] = [
     "wallctl.render.api",
     "wallctl.devices.api",
     "wallctl.conference.api",
+    "wallctl.cameras.api",
+    "wallctl.recordings.api",
 ]
 
 

@@ -96,7 +96,9 @@ ERROR_CODES: dict[str, str] = {
     "internal": "a bug in wallctl; the message says nothing more on purpose",
 }
 
-Category = Literal["wall", "layout", "session", "device", "federation", "source", "conference"]
+Category = Literal[
+    "wall", "layout", "session", "device", "federation", "source", "conference", "terminal"
+]
 CATEGORIES: dict[str, str] = {
     "wall": "wall.changed: every new revision of every wall, with the whole state",
     "layout": "layout.saved / layout.deleted: presets of a wall",
@@ -110,6 +112,11 @@ CATEGORIES: dict[str, str] = {
     " idle) with the reason and its last picture's time",
     "conference": "conference.progress / result / ended / mute / share: calls between centres,"
     " step by step (dialling, ringing, connected, routed, window_opened), with the reason",
+    "terminal": "terminal.published / terminal.unpublished: a mobile terminal started or"
+    " stopped sending over WHIP (with the reason: deleted, inactive, replaced, failed)",
+    "camera": "camera.motion / camera.tamper (active true/false), camera.events_stale (the"
+    " event subscription could not be renewed), camera.profiles (streams changed), tour.started"
+    " / step / paused / resumed / stopped: camera tours",
 }
 # The role a subscription needs; one not allowed is listed in `refused_subscriptions`.
 CATEGORY_ROLE: dict[str, str] = {
@@ -120,6 +127,8 @@ CATEGORY_ROLE: dict[str, str] = {
     "federation": "viewer",
     "source": "viewer",
     "conference": "viewer",
+    "terminal": "viewer",
+    "camera": "viewer",
 }
 
 RoleName = Literal["viewer", "operator", "admin"]

@@ -45,6 +45,8 @@ TYPES = {
 }
 COMPRESSIBLE = {".html", ".js", ".css", ".svg", ".json"}
 _HOST = re.compile(r"[A-Za-z0-9.\-]{1,253}|[0-9A-Fa-f:.]{2,45}")
+# Methods whose params the page reads from /console/config.json.
+OPTIONAL_PREFIXES = ("camera.",)
 # A console that grew past this would break the page-weight promise (500 KB compressed).
 MAX_FILE_BYTES = 2 * 1024 * 1024
 
@@ -181,6 +183,7 @@ class ConsoleWeb(Component):
                 r.resource is not None and r.resource.canonical.startswith("/preview")
                 for r in self.rt.http.app.router.routes()
             ),
+            "methods": optional_methods(),
         }
         return web.Response(
             text=json.dumps(body, ensure_ascii=False),
@@ -215,6 +218,20 @@ class ConsoleWeb(Component):
             headers["Content-Encoding"] = "gzip"
         headers["Content-Type"] = f.content_type
         return web.Response(body=body, headers=headers)
+
+
+def optional_methods() -> dict[str, Any]:
+    """Params schemas of the capabilities the page adapts to (PTZ), when the daemon has
+    them: the same JSON Schema the published spec holds, so the page reads parameter
+    names instead of assuming them."""
+    from wallctl.api import methods
+
+    methods.load_extensions()
+    return {
+        name: {"role": m.role, "params": m.params.model_json_schema()}
+        for name, m in sorted(methods.METHODS.items())
+        if name.startswith(OPTIONAL_PREFIXES)
+    }
 
 
 def console_component(rt: Runtime) -> ConsoleWeb:

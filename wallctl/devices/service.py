@@ -362,6 +362,9 @@ class DeviceService:
                     "requests": link.requests,
                     "timeouts": link.timeouts,
                     "drops": link.drops,
+                    "silent_for_s": (
+                        None if link.silent_for_s is None else round(link.silent_for_s, 1)
+                    ),
                 }
                 if link is not None
                 else {}

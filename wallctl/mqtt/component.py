@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import socket
 import ssl
 import time
@@ -69,10 +70,6 @@ MAX_DEVICES = 10000
 AUTH_REFUSED = {134, 135, 4, 5}
 
 
-class _AuthRefused(Exception):
-    pass
-
-
 class _Accounts:
     """Roles of command senders, read afresh per command (see commands.py)."""
 
@@ -80,7 +77,8 @@ class _Accounts:
         self.accounts = accounts
 
     def role_of(self, account: str) -> str | None:
-        # A primary-key read on a read-only connection: well under a millisecond.
+        # The same fresh read a WebSocket login makes (a primary-key lookup on a read-only
+        # connection, well under a millisecond), so the CLI's changes count at once.
         rec = self.accounts._fresh(account)
         if rec is None or rec.disabled:
             return None
@@ -140,6 +138,8 @@ class MqttComponent(Component):
         self.failures: dict[str, int] = {}
         self.published = 0
         self.next_attempt: float | None = None
+        # Subscriptions the broker refused on the last connect (its ACL).
+        self.refused: list[str] = []
         self._device_status: dict[str, Outgoing] = {}
         self._device_views: dict[str, dict[str, Any]] = {}
         self._client: aiomqtt.Client | None = None
@@ -189,6 +189,12 @@ class MqttComponent(Component):
         self.accounts.close()
 
     def health(self) -> Health:
+        if self.connected and self.refused:
+            # Connected but deaf to commands: what a misconfigured ACL looks like.
+            return Health(
+                Status.DEGRADED,
+                f"connected, but the broker's ACL refuses: {', '.join(self.refused)}",
+            )
         if self.connected:
             return Health(Status.OK, f"connected to {self.config.host}:{self.config.port}")
         # Local control works without the broker: degraded, never failed.
@@ -447,7 +453,12 @@ class MqttComponent(Component):
         for site in self.federation.peers:
             peer = self.topics.peer(site)
             subs += [peer.online, f"{peer.root}/state/+", f"{peer.root}/bridge/{self.site}"]
-        await client.subscribe([(t, QOS) for t in subs])
+        granted = await client.subscribe([(t, QOS) for t in subs])
+        # MQTT 5 SUBACK: a reason code >= 0x80 per topic the broker refused (its ACL). EMQX
+        # refuses here; mosquitto 2.0 grants every subscription and filters on delivery.
+        self.refused = [t for t, rc in zip(subs, granted, strict=False) if _code(rc) >= 0x80]
+        if self.refused:
+            log.error("mqtt broker refused subscriptions", topics=",".join(self.refused))
         # Healthy from here: born, subscribed, answering.
         self._on_connected(client)
         self.federation.attach(self._publish_with_correlation)
@@ -491,8 +502,16 @@ class MqttComponent(Component):
 
         async def send(msg: Outgoing) -> None:
             try:
-                await client.publish(msg.topic, msg.body(), qos=msg.qos, retain=msg.retain)
+                # No per-message timeout (aiomqtt would spend a task and a timer on each):
+                # a connection that stops acknowledging is found by the keepalive, and
+                # ending the session cancels this.
+                await client.publish(
+                    msg.topic, msg.body(), qos=msg.qos, retain=msg.retain, timeout=math.inf
+                )
                 self.published += 1
+            except asyncio.CancelledError:
+                buffer.put_back(msg)  # unacknowledged when the session ended: send again
+                raise
             except Exception:
                 buffer.put_back(msg)
                 lost.set()
@@ -584,6 +603,11 @@ class MqttComponent(Component):
             props.ResponseTopic = response_topic
         await client.publish(topic, payload, qos=QOS, retain=False, properties=props)
         self.published += 1
+
+
+def _code(rc: Any) -> int:
+    """A SUBACK entry as a number: a ReasonCode (MQTT 5) or the granted QoS (MQTT 3)."""
+    return int(getattr(rc, "value", rc))
 
 
 def _correlation(message: aiomqtt.Message) -> bytes | None:

@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import cv2
+import numpy as np
 
 from wallctl.logs import get_logger
-from wallctl.render.canvas import BLACK, Canvas, Target, even_up, intersect, rgb_to_yuv
+from wallctl.render.canvas import BLACK, Canvas, Patch, Target, even_up, rgb_to_yuv
 from wallctl.render.canvas_fit import bars, needed_size, place
-from wallctl.render.frames import Frame, FrameSupply, SourcePhase, SourceView
+from wallctl.render.frames import Frame, FrameSupply, Plane, SourcePhase, SourceView
 from wallctl.render.text import (
     SLATE_BG,
     TextPainter,
@@ -80,11 +81,40 @@ class CompositorStats:
 
 
 @dataclass
+class _VideoPlan:
+    """How one window draws frames of one size: worked out once, used every frame."""
+
+    size: tuple[int, int]  # the frame size it is for
+    src_y: tuple[slice, slice]
+    src_c: tuple[slice, slice]
+    dst_y: Plane
+    dst_u: Plane
+    dst_v: Plane
+    # None: the frame's part is exactly the destination's size (a copy, no scaling).
+    interp_y: int | None
+    interp_c: int | None
+    bars: list[Rect]
+
+
+@dataclass
+class _LabelPlan:
+    text: str
+    patch: Patch
+    views: tuple[Plane, Plane, Plane]
+    parts: tuple[Plane, Plane, Plane]
+
+
+@dataclass
 class _Win:
     window: Window
     direct: bool
     buf: Target | None
     key: object = None
+    video: _VideoPlan | None = None
+    label: _LabelPlan | None = None
+    # What was drawn around the picture last time (label, highlight, bars): unchanged,
+    # the bars need no new paint.
+    frame_key: object = None
 
 
 @dataclass
@@ -364,7 +394,7 @@ class Compositor:
             for i in dirty:
                 w = self._wins[i]
                 w.key = keys[i]
-                self._paint(w, views)
+                self._paint(w, views, full=False)
                 r = w.window.rect
                 repainted.append(r)
                 if w.buf is None:
@@ -504,16 +534,27 @@ class Compositor:
 
     # --- painting ------------------------------------------------------------------------
 
-    def _paint(self, win: _Win, views: Mapping[str, SourceView | None]) -> None:
+    def _paint(self, win: _Win, views: Mapping[str, SourceView | None], full: bool = True) -> None:
         t: Target = self.canvas if win.buf is None else win.buf
         w = win.window
         r = w.rect
         view = views.get(w.source) if w.source else None
         kind, what = self._content(w, view)
+        highlighted = w.id in self._highlights
         if kind == "video":
             assert isinstance(what, Frame)
-            self._paint_video(t, w, what)
-        elif kind == "slate":
+            label = self._label(w, view)
+            around = (label, highlighted)
+            fresh = full or win.frame_key != around
+            win.frame_key = around
+            self._paint_video(t, win, what, fresh)
+            if label:
+                self._put_label(t, win, label)
+            if highlighted:
+                t.border(r, max(2, min(self.border_px, r.w // 20, r.h // 20)), self.highlight_yuv)
+            return
+        win.frame_key = None
+        if kind == "slate":
             assert isinstance(what, tuple)
             t.fill(r, self.slate_yuv)
             patch = self.text.slate(r.w, r.h, what)
@@ -522,36 +563,86 @@ class Compositor:
             t.put_patch(patch, ox + dx, oy + dy, r)
         else:
             t.fill(r, BLACK)
-        if kind != "slate":
             label = self._label(w, view)
             if label:
-                size = label_size_for(r.h)
-                patch = self.text.label(label, size)
-                m = even_up(max(4, size // 3))
-                t.put_patch(patch, even_up(r.x + m), even_up(r.y + m), r)
-        if w.id in self._highlights:
+                self._put_label(t, win, label)
+        if highlighted:
             t.border(r, max(2, min(self.border_px, r.w // 20, r.h // 20)), self.highlight_yuv)
 
-    def _paint_video(self, t: Target, w: Window, f: Frame) -> None:
+    def _paint_video(self, t: Target, win: _Win, f: Frame, fresh: bool) -> None:
+        """The picture into its window. The target always holds the whole window (a
+        direct window lies inside the canvas; a buffer is the window's size)."""
+        p = win.video
+        if p is None or p.size != (f.width, f.height):
+            p = win.video = self._video_plan(t, win.window, f.width, f.height)
+            fresh = True
+        if fresh:
+            for b in p.bars:
+                t.fill(b, BLACK)
+        y, u, v = f.y[p.src_y], f.u[p.src_c], f.v[p.src_c]
+        if p.interp_y is None:
+            np.copyto(p.dst_y, y)
+        else:
+            cv2.resize(
+                y, (p.dst_y.shape[1], p.dst_y.shape[0]), dst=p.dst_y, interpolation=p.interp_y
+            )
+        if p.interp_c is None:
+            np.copyto(p.dst_u, u)
+            np.copyto(p.dst_v, v)
+        else:
+            size = (p.dst_u.shape[1], p.dst_u.shape[0])
+            cv2.resize(u, size, dst=p.dst_u, interpolation=p.interp_c)
+            cv2.resize(v, size, dst=p.dst_v, interpolation=p.interp_c)
+
+    @staticmethod
+    def _video_plan(t: Target, w: Window, fw: int, fh: int) -> _VideoPlan:
         r = w.rect
-        src, dest = place(f.width, f.height, r, w.fit, w.crop)
-        for b in bars(r, dest):
-            t.fill(b, BLACK)
-        dest_in = intersect(dest, t.extent)
-        if dest_in is None:
-            return
-        sy = f.y[src.y : src.bottom, src.x : src.right]
-        su = f.u[src.y // 2 : src.bottom // 2, src.x // 2 : src.right // 2]
-        sv = f.v[src.y // 2 : src.bottom // 2, src.x // 2 : src.right // 2]
+        src, dest = place(fw, fh, r, w.fit, w.crop)
+        src_y = (slice(src.y, src.bottom), slice(src.x, src.right))
+        src_c = (slice(src.y // 2, src.bottom // 2), slice(src.x // 2, src.right // 2))
+        dst_y = t.luma(dest)
+        dst_u, dst_v = t.chroma(dest)
         shrink = src.w > 2 * dest.w or src.h > 2 * dest.h
         interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-        if dest_in == dest:
-            t.scale_into(dest, sy, su, sv, interpolation=interp)
-            return
-        # Partly off the target (a window leaving the canvas): scale whole, then cut.
-        tmp = Target(dest.x - (dest.x & 1), dest.y - (dest.y & 1), dest.w + 1, dest.h + 1)
-        tmp.scale_into(dest, sy, su, sv, interpolation=interp)
-        t.blit_from(tmp, dest_in)
+        same_y = dst_y.shape == (src.h, src.w)
+        same_c = dst_u.shape == (src.h // 2, src.w // 2)
+        return _VideoPlan(
+            (fw, fh),
+            src_y,
+            src_c,
+            dst_y,
+            dst_u,
+            dst_v,
+            None if same_y else interp,
+            None if same_c else interp,
+            bars(r, dest),
+        )
+
+    def _put_label(self, t: Target, win: _Win, text: str) -> None:
+        lp = win.label
+        if lp is None or lp.text != text:
+            r = win.window.rect
+            size = label_size_for(r.h)
+            patch = self.text.label(text, size)
+            m = even_up(max(4, size // 3))
+            x, y = even_up(r.x + m), even_up(r.y + m)
+            # Cut to the window, on whole chroma samples.
+            w = min(patch.width, r.right - x)
+            h = min(patch.height, r.bottom - y)
+            w, h = w - (w & 1), h - (h & 1)
+            if w <= 0 or h <= 0:
+                win.label = None
+                return
+            c = Rect(x, y, w, h)
+            u, v = t.chroma(c)
+            lp = win.label = _LabelPlan(
+                text,
+                patch,
+                (t.luma(c), u, v),
+                (patch.y[:h, :w], patch.u[: h // 2, : w // 2], patch.v[: h // 2, : w // 2]),
+            )
+        for dst, src in zip(lp.views, lp.parts, strict=True):
+            np.copyto(dst, src)
 
     def _draw_clock(self, full: bool, repainted: list[Rect]) -> None:
         cr = self._clock_rect

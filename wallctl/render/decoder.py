@@ -5,7 +5,8 @@ put into it here and nowhere else), demuxes, decodes to I420 and hands each pict
 its owner (the source's slot in the SourceHub). Every blocking FFmpeg call runs under
 PyAV's interrupt timeouts (open and read), so ``stop()`` returns within those bounds
 even when a camera hangs mid-handshake. Errors become a sentence an operator can act
-on, with no password in it.
+on, with no password in it. Inputs the bundled FFmpeg cannot open (SRT, V4L2) come in
+through the system ffmpeg (wallctl.render.bridge).
 """
 
 from __future__ import annotations
@@ -190,13 +191,25 @@ def _host_of(spec: StreamSpec) -> str:
 
 # --- backoff ------------------------------------------------------------------------------
 
+# The server answered and said no: retrying fast will not help and may lock an account.
+REFUSALS = (
+    av.error.HTTPUnauthorizedError,
+    av.error.HTTPForbiddenError,
+    av.error.HTTPNotFoundError,
+    NoVideoTrack,
+    BridgeNoVideo,
+)
+
 
 class Backoff:
     """Capped exponential backoff with +-20 % jitter.
 
-    A stream that was live a moment ago is retried quickly (``lost_s``) for a while, so
-    a camera that reboots is back on the wall within seconds of answering again; one
-    that never opened (wrong URL, password) backs off up to ``max_s``.
+    A stream that has been live is retried quickly (``lost_s``) while it is simply gone
+    (refused, unreachable, silent), however long that lasts, so a camera that reboots
+    is back on the wall within a second or two of answering again: such attempts cost
+    a connection attempt each. A server that answers and refuses (wrong password, no
+    such stream) backs off up to ``max_s``, as does a stream that never opened: hammering
+    a camera's login can lock the account.
     """
 
     def __init__(
@@ -205,7 +218,7 @@ class Backoff:
         max_s: float,
         *,
         lost_s: float = 0.5,
-        lost_for_s: float = 120.0,
+        lost_for_s: float = float("inf"),
         rng: random.Random | None = None,
     ) -> None:
         self.initial_s, self.max_s = initial_s, max_s
@@ -221,10 +234,10 @@ class Backoff:
         self.lost_at = now
         self.attempt = 0
 
-    def next_delay(self, now: float) -> float:
-        base = min(self.max_s, self.initial_s * (2**self.attempt))
+    def next_delay(self, now: float, *, refused: bool = False) -> float:
+        base = min(self.max_s, self.initial_s * (2 ** min(self.attempt, 32)))
         self.attempt += 1
-        if self.lost_at is not None and now - self.lost_at < self.lost_for_s:
+        if not refused and self.lost_at is not None and now - self.lost_at < self.lost_for_s:
             base = min(base, self.lost_s)
         return float(base * self._rng.uniform(0.8, 1.2))
 
@@ -269,6 +282,8 @@ class DecodeSession:
         self._last_io = 0.0
         self._bridge: FfmpegBridge | None = None
         self._logged_error: str | None = None
+        # The last failure was the server saying no (not its absence): retry slowly.
+        self._refused = False
         self._thread = threading.Thread(
             target=self._run, name=f"decode-{spec.source}-{spec.rendition}", daemon=True
         )
@@ -323,6 +338,7 @@ class DecodeSession:
                         rendition=self.spec.rendition,
                     )
             except Exception as e:  # every failure is retried; the reason is kept
+                self._refused = isinstance(e, REFUSALS)
                 self.failures += 1
                 self.error = describe_error(e, self.spec, self.cfg)
                 if self.frames > had_frames:
@@ -334,7 +350,8 @@ class DecodeSession:
                 self.opened = False
             if self._stop.is_set():
                 break
-            self._stop.wait(self.backoff.next_delay(time.monotonic()))
+            delay = self.backoff.next_delay(time.monotonic(), refused=self._refused)
+            self._stop.wait(delay)
 
     def _log_failure(self) -> None:
         # A camera down all night must not fill the journal: a warning when the reason
@@ -420,7 +437,8 @@ class DecodeSession:
         # are read: play them at their own rate. Live streams arrive in real time and are
         # never delayed. The clock: wall-clock time and stream time that set it.
         paced = self.spec.is_file or (
-            container.format.name in PACED_FORMATS and container.duration is not None
+            # A live RTMP/FLV stream reports a duration of 0.
+            container.format.name in PACED_FORMATS and bool(container.duration)
         )
         clock: tuple[float, float] | None = None
         while not self._stop.is_set():

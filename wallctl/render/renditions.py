@@ -7,7 +7,7 @@ need it come out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from wallctl.config import SourceConfig
@@ -33,8 +33,17 @@ class Rendition:
         return float(self.width * self.height)
 
 
+# Sources whose streams are found at run time (an ONVIF camera's media profiles): the
+# service that knows them registers a resolver for the source kind. It answers the
+# renditions (URLs may carry credentials: they never leave the daemon), [] while unknown.
+RESOLVERS: dict[str, Callable[[SourceConfig], list[Rendition]]] = {}
+
+
 def renditions_of(source: SourceConfig) -> list[Rendition]:
     """The main stream (``url``) first, then the configured sub-streams."""
+    resolver = RESOLVERS.get(source.kind)
+    if resolver is not None:
+        return resolver(source)
     out: list[Rendition] = []
     if source.url:
         out.append(Rendition("main", source.url))

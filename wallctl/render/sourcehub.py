@@ -28,6 +28,7 @@ from wallctl.render.decoder import DecodeSession, stream_spec
 from wallctl.render.frames import Frame, Plane, SourcePhase, SourceView
 from wallctl.render.patterns import MovingPattern
 from wallctl.render.renditions import (
+    RESOLVERS,
     Rendition,
     choose,
     largest_need,
@@ -178,6 +179,13 @@ class SourceSlot:
                 self.started_at = now
             else:
                 self.pattern.resize(w, h)
+            return
+        if cfg.kind in RESOLVERS and self.active is None:
+            # Streams found at run time (camera profiles) may have appeared since.
+            self.renditions = renditions_of(cfg)
+        if not self.renditions and cfg.kind in RESOLVERS:
+            self._error = f"the streams of {cfg.kind} source {cfg.id!r} are not known yet"
+            self.started_at = self.started_at or now
             return
         if not self.renditions:
             self._error = (
@@ -388,7 +396,9 @@ class SourceHub:
             house.join(2.0)
         limit = timeout
         if limit is None:
-            limit = self.config.open_timeout_s + self.config.read_timeout_s + 2.0
+            # A blocked open or read ends within its own timeout; within the daemon's
+            # 10 s allowance for a component's stop in any case (the threads are daemons).
+            limit = min(8.0, max(self.config.open_timeout_s, self.config.read_timeout_s) + 1.0)
         deadline = time.monotonic() + limit
         for s in sessions:
             s.stop()
@@ -461,6 +471,23 @@ class SourceHub:
                     self._slots[sid] = SourceSlot(self, cfg)
             self._retired += stopped
             self._apply(time.monotonic())
+
+    def refresh_streams(self, source: str) -> None:
+        """``source``'s streams changed at run time (a camera's profiles after it connected
+        or rebooted): restart its decoder on the new ones if they differ."""
+        with self._lock:
+            slot = self._slots.get(source)
+            if slot is None or self._closed:
+                return
+            new = renditions_of(slot.config)
+            if new == slot.renditions and slot._error is None:
+                return
+            needs = dict(slot.needs)
+            self._retired += slot.stop_decoding()
+            slot.renditions = new
+            if needs:
+                slot.set_needs(needs, time.monotonic())
+        self._check(slot)
 
     def _apply(self, now: float) -> None:
         per_source: dict[str, dict[str, tuple[int, int]]] = {}

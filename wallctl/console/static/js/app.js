@@ -10,6 +10,7 @@ import { SourceTree } from "./sources.js";
 import { LayoutsPanel, HistoryPanel } from "./layouts.js";
 import { DevicesPanel } from "./devices.js";
 import { ConferencePanel } from "./conference.js";
+import { PtzPanel } from "./ptz.js";
 
 const TOKEN_KEY = "wallctl.session";
 const ACCOUNT_KEY = "wallctl.account";
@@ -65,6 +66,7 @@ class App {
     this.history = new HistoryPanel($("#panel-history"), this);
     this.devices = new DevicesPanel($("#panel-devices"), this);
     this.conference = new ConferencePanel($("#panel-conference"), this);
+    this.ptz = new PtzPanel($("#ptz-panel"), this);
     try {
       const r = await fetch("/console/config.json", { cache: "no-store" });
       this.config = await r.json();
@@ -114,7 +116,8 @@ class App {
     $("#login").hidden = false;
     $("#app").hidden = true;
     $("#login-error").textContent = message || "";
-    const acc = localStorage.getItem(ACCOUNT_KEY);
+    let acc = null;
+    try { acc = localStorage.getItem(ACCOUNT_KEY); } catch { /* storage off */ }
     if (acc && !$("#account").value) $("#account").value = acc;
     if (!cryptoAvailable()) $("#login-error").textContent = t("login.insecure");
     ($("#account").value ? $("#password") : $("#account")).focus();
@@ -314,6 +317,7 @@ class App {
       this.history.render();
       this.devices.render();
       this.conference.render();
+      this.ptz.render();
       this.mimic.relabel();
       this.selectionChanged([...this.mimic.selected]);
       this.showLastChange();
@@ -360,6 +364,7 @@ class App {
     } catch {
       this.phases = new Map();
     }
+    this.ptz.cameras = null; // cameras may have changed while away
     this.sourceTree.setSources([...this.sources.values()]);
     await this.showWall(this.wallId);
     await Promise.all([this.devices.load(), this.conference.load()]);
@@ -531,6 +536,7 @@ class App {
     $("#t-swap").disabled = ro || n !== 2;
     $("#t-snap").disabled = ro;
     $("#t-multi").disabled = false;
+    if (this.ptz) this.ptz.selectionChanged(ids);
   }
 
   tabs() {

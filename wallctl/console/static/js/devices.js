@@ -165,16 +165,20 @@ export class DevicesPanel {
     const grid = el("div", "ptz-grid");
     const hold = (b, args) => {
       let moving = false;
+      let repeat = null;
       b.addEventListener("pointerdown", (e) => {
         if (ro) return;
         b.setPointerCapture(e.pointerId);
         moving = true;
         b.classList.add("held");
         this.call(d, move.name, args);
+        // Cameras stop by themselves (dead-man) without follow-up moves: keep sending.
+        repeat = setInterval(() => this.call(d, move.name, args), 300);
       });
       const end = () => {
         if (!moving) return;
         moving = false;
+        clearInterval(repeat);
         b.classList.remove("held");
         this.call(d, stop.name, {});
       };

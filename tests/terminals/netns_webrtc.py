@@ -1,0 +1,371 @@
+"""WebRTC through a running daemon: aiortc publishers (WHIP) and viewers (WHEP).
+
+Runs only inside a loopback-only network namespace (test_webrtc.py starts it there),
+so no test packet can reach the machine's external address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import av
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaPlayer
+
+from wallctl.accounts import Accounts, Role
+from wallctl.api.server import ApiServer
+from wallctl.api.tokens import Tokens
+from wallctl.client import connect
+from wallctl.bus import BusEvent
+from wallctl.config import parse_config
+from wallctl.daemon import Daemon
+from wallctl.store import Actor
+from wallctl.terminals.component import TerminalsComponent
+from wallctl.terminals.identities import Terminals
+
+from .conftest import NETNS_ENV
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get(NETNS_ENV) != "1", reason="runs inside a netns (see test_webrtc.py)"
+)
+
+WALL = {
+    "id": "main",
+    "min_diagonal_cm": 10,
+    "tiles": {
+        "rows": 1,
+        "cols": 1,
+        "width_mm": 1209.6,
+        "height_mm": 680.4,
+        "width_px": 640,
+        "height_px": 360,
+    },
+}
+
+
+@dataclass
+class Centre:
+    daemon: Daemon
+    base: str
+    terminals: Terminals
+    api_token: str
+    state_dir: Path
+    events: list[BusEvent] = field(default_factory=list)
+
+    @property
+    def comp(self) -> TerminalsComponent:
+        rt = self.daemon.runtime
+        assert rt is not None
+        comp = rt.services["terminals"]
+        assert isinstance(comp, TerminalsComponent)
+        return comp
+
+    def events_of(self, type_: str) -> list[dict[str, Any]]:
+        return [e.data for e in self.events if e.type == type_]
+
+
+async def start_centre(tmp: Path, **terminals: Any) -> tuple[Centre, asyncio.Task[int]]:
+    raw = {
+        "daemon": {"state_dir": str(tmp / "state"), "durability": "normal"},
+        "http": {"host": "127.0.0.1", "port": 0},
+        "api": {"port": 0},
+        "wall": WALL,
+        "render": {"enabled": False},
+        "terminals": {"inactivity_s": 2.0, **terminals},
+    }
+    d = Daemon(parse_config(raw))
+    task = asyncio.create_task(d.run())
+    for _ in range(200):
+        await asyncio.sleep(0.05)
+        rt = d.runtime
+        if rt is not None and rt.http.port and any(c.name == "http" for c in d._started):
+            break
+    else:
+        raise AssertionError("daemon did not start")
+    rt = d.runtime
+    assert rt is not None
+    await Accounts(rt.store).add("viewer1", "correct horse battery", Role.VIEWER)
+    grant = await Tokens(rt.store).issue(Actor("viewer1", via="api", session="s1"), 3600)
+    centre = Centre(
+        d, f"http://127.0.0.1:{rt.http.port}", Terminals(rt.store), grant.token, rt.state_dir
+    )
+    rt.bus.subscribe(centre.events.append)
+    return centre, task
+
+
+@pytest.fixture
+async def centre(tmp_path: Path) -> AsyncIterator[Centre]:
+    c, task = await start_centre(tmp_path)
+    try:
+        yield c
+    finally:
+        c.daemon.request_stop()
+        await asyncio.wait_for(task, 30)
+
+
+def _ice() -> RTCConfiguration:
+    return RTCConfiguration(iceServers=[])
+
+
+async def whip_publish(
+    base: str, terminal: str, token: str, clip: Path
+) -> tuple[RTCPeerConnection, str, MediaPlayer]:
+    pc = RTCPeerConnection(_ice())
+    player = MediaPlayer(str(clip), decode=False, loop=True)
+    pc.addTransceiver(player.video, direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    async with aiohttp.ClientSession() as s:
+        r = await s.post(
+            f"{base}/whip/{terminal}",
+            data=pc.localDescription.sdp,
+            headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
+        )
+        body = await r.text()
+        assert r.status == 201, body
+        location = r.headers["Location"]
+    await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
+    return pc, location, player
+
+
+@dataclass
+class Viewing:
+    pc: RTCPeerConnection
+    location: str
+    frames: list[av.VideoFrame] = field(default_factory=list)
+    first_at: float | None = None
+    task: asyncio.Task[None] | None = None
+
+
+async def whep_view(base: str, source: str, token: str) -> Viewing:
+    pc = RTCPeerConnection(_ice())
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    viewing = Viewing(pc, "")
+
+    @pc.on("track")
+    def on_track(track: Any) -> None:
+        async def pull() -> None:
+            while True:
+                try:
+                    frame = await track.recv()
+                except Exception:
+                    return
+                if viewing.first_at is None:
+                    viewing.first_at = time.monotonic()
+                viewing.frames.append(frame)
+
+        viewing.task = asyncio.create_task(pull())
+
+    async with aiohttp.ClientSession() as s:
+        r = await s.post(
+            f"{base}/whep/{source}",
+            data=pc.localDescription.sdp,
+            headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
+        )
+        body = await r.text()
+        assert r.status == 201, body
+        viewing.location = r.headers["Location"]
+    await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
+    return viewing
+
+
+async def wait_for(cond: Any, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_publish_view_record_and_delete(centre: Centre, clip: Path) -> None:
+    token = centre.terminals.add("patrol-7", "巡逻七组", Actor("test"))
+    pub_pc, location, _player = await whip_publish(centre.base, "patrol-7", token, clip)
+    assert location.startswith("/whip/patrol-7/")
+    relay = centre.comp.relay
+    await wait_for(
+        lambda: (p := relay.publication("patrol-7")) is not None and p.frames > 10,
+        20,
+        "frames from the publisher",
+    )
+    assert centre.events_of("terminal.published")[0]["source"] == "mobile/patrol-7"
+
+    t0 = time.monotonic()
+    viewers = [await whep_view(centre.base, "mobile/patrol-7", centre.api_token) for _ in range(2)]
+    await wait_for(lambda: all(len(v.frames) >= 10 for v in viewers), 20, "viewer frames")
+    for v in viewers:
+        assert v.first_at is not None and v.first_at - t0 < 10
+        # The viewers decode the publisher's own pictures: 640x360, never re-encoded here.
+        assert (v.frames[-1].width, v.frames[-1].height) == (640, 360)
+    pub = relay.publication("patrol-7")
+    assert pub is not None and len(pub.viewers) == 2
+
+    # The wall's decoder feed: Annex-B from a keyframe, decodable by PyAV.
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{centre.base}/terminals/patrol-7/feed.h264") as r:
+            assert r.status == 200
+            data = b""
+            while len(data) < 60_000:
+                data += await r.content.read(65536)
+    codec = av.CodecContext.create("h264", "r")
+    pictures = [f for p in codec.parse(data) for f in codec.decode(p)]
+    assert pictures and pictures[0].width == 640
+
+    # DELETE ends the session: unpublished event, viewers' tracks end.
+    async with aiohttp.ClientSession() as s:
+        r = await s.delete(centre.base + location, headers={"Authorization": f"Bearer {token}"})
+        assert r.status == 200
+        r = await s.delete(centre.base + location, headers={"Authorization": f"Bearer {token}"})
+        assert r.status == 404
+    assert relay.publication("patrol-7") is None
+    assert centre.events_of("terminal.unpublished")[-1]["reason"] == "deleted"
+    for v in viewers:
+        await v.pc.close()
+    await pub_pc.close()
+
+    # The recording: a closed segment in the index, playable, found by search.
+    comp = centre.comp
+    await wait_for(
+        lambda: any(
+            s.state == "closed"
+            for s in comp.index.search("mobile/patrol-7", None, 0, time.time() + 1)
+        ),
+        10,
+        "closed segment",
+    )
+    seg = comp.index.search("mobile/patrol-7", "patrol-7", 0, time.time() + 1)[0]
+    with av.open(seg.path) as c:
+        n = sum(1 for _ in c.decode(c.streams.video[0]))
+    assert n > 10
+    async with aiohttp.ClientSession() as s:
+        r = await s.get(
+            f"{centre.base}/recordings/{seg.id}.ts",
+            headers={"Authorization": f"Bearer {centre.api_token}", "Range": "bytes=0-187"},
+        )
+        assert r.status == 206
+        assert (await r.read())[0] == 0x47  # an MPEG-TS sync byte
+        r = await s.get(f"{centre.base}/recordings/{seg.id}.ts")
+        assert r.status == 401
+
+    # The API: recordings.search, and the terminal events a viewer may subscribe to.
+    rt = centre.daemon.runtime
+    assert rt is not None
+    api = next(c for c in rt.components if isinstance(c, ApiServer))
+    client = await connect(api.url, token=centre.api_token, subscriptions=["terminal"])
+    try:
+        found = await client.call(
+            "recordings.search",
+            {"source": "mobile/patrol-7", "from": 0, "to": time.time() + 10},
+        )
+        assert [x["id"] for x in found["segments"]][0] == seg.id
+        assert found["segments"][0]["url"] == f"/recordings/{seg.id}.ts"
+        assert found["segments"][0]["identity"] == "patrol-7"
+        bad = await client.request("recordings.search", {"from": 10, "to": 5})
+        assert bad["error"]["code"] == "invalid_field"
+    finally:
+        await client.close()
+
+
+async def test_vanished_publisher_goes_offline(centre: Centre, clip: Path) -> None:
+    token = centre.terminals.add("bodycam-3", "", Actor("test"))
+    pc, _loc, player = await whip_publish(centre.base, "bodycam-3", token, clip)
+    relay = centre.comp.relay
+    await wait_for(
+        lambda: (p := relay.publication("bodycam-3")) is not None and p.frames > 5, 20, "frames"
+    )
+    # The phone loses its network: no DELETE, no more RTP.
+    player.video.stop()
+    gone = time.monotonic()
+    await wait_for(lambda: relay.publication("bodycam-3") is None, 5, "offline within 5 s")
+    assert time.monotonic() - gone < 5
+    ev = centre.events_of("terminal.unpublished")[-1]
+    assert ev["reason"] == "inactive" and ev["terminal"] == "bodycam-3"
+    await pc.close()
+
+
+async def test_second_publisher_replaces_first(centre: Centre, clip: Path) -> None:
+    token = centre.terminals.add("patrol-9", "", Actor("test"))
+    pc1, loc1, _ = await whip_publish(centre.base, "patrol-9", token, clip)
+    relay = centre.comp.relay
+    await wait_for(
+        lambda: (p := relay.publication("patrol-9")) is not None and p.frames > 3,
+        20,
+        "first frames",
+    )
+    first = relay.publication("patrol-9")
+    pc2, loc2, _ = await whip_publish(centre.base, "patrol-9", token, clip)
+    assert loc1 != loc2
+    second = relay.publication("patrol-9")
+    assert second is not None and second is not first
+    assert centre.events_of("terminal.unpublished")[-1]["reason"] == "replaced"
+    async with aiohttp.ClientSession() as s:
+        # The replaced session's location is gone; the new one still publishes.
+        r = await s.delete(centre.base + loc1, headers={"Authorization": f"Bearer {token}"})
+        assert r.status == 404
+    assert relay.publication("patrol-9") is second
+    await pc1.close()
+    await pc2.close()
+
+
+async def test_http_faults(centre: Centre, clip: Path) -> None:
+    token = centre.terminals.add("unit-1", "", Actor("test"))
+    pc = RTCPeerConnection(_ice())
+    player = MediaPlayer(str(clip), decode=False)
+    pc.addTransceiver(player.video, direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    offer = pc.localDescription.sdp
+    sdp_h = {"Content-Type": "application/sdp"}
+    async with aiohttp.ClientSession() as s:
+        url = f"{centre.base}/whip/unit-1"
+        r = await s.post(url, data=offer, headers=sdp_h)
+        assert r.status == 401 and "bearer token" in await r.text()
+        assert r.headers["WWW-Authenticate"].startswith("Bearer")
+        r = await s.post(url, data=offer, headers={**sdp_h, "Authorization": "Bearer nope"})
+        assert r.status == 401
+        other = centre.terminals.add("unit-2", "", Actor("test"))
+        r = await s.post(url, data=offer, headers={**sdp_h, "Authorization": f"Bearer {other}"})
+        assert r.status == 401, "another terminal's token must not publish as this one"
+        auth = {**sdp_h, "Authorization": f"Bearer {token}"}
+        r = await s.post(url, data="v=0\r\nthis is not sdp\r\n", headers=auth)
+        assert r.status == 400 and "malformed SDP" in await r.text()
+        r = await s.post(url, data=offer.replace("a=fingerprint", "a=x-fp"), headers=auth)
+        assert r.status == 400 and "DTLS fingerprint" in await r.text()
+        r = await s.post(
+            url,
+            data=offer,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "text/plain"},
+        )
+        assert r.status == 415
+        vp8_only = "\r\n".join(
+            ln for ln in offer.split("\r\n") if "H264" not in ln and "rtx" not in ln
+        )
+        r = await s.post(url, data=vp8_only, headers=auth)
+        text = await r.text()
+        assert r.status == 406 and "H.264" in text and "VP8" in text
+        # A viewer of a source that is not publishing.
+        r = await s.post(
+            f"{centre.base}/whep/mobile/nobody",
+            data=offer.replace("sendonly", "recvonly"),
+            headers={**sdp_h, "Authorization": f"Bearer {centre.api_token}"},
+        )
+        assert r.status == 404
+        r = await s.post(f"{centre.base}/whep/mobile/nobody", data=offer, headers=sdp_h)
+        assert r.status == 401
+    # None of it published anything.
+    assert centre.comp.relay.publications == {}
+    assert centre.events_of("terminal.published") == []
+    await pc.close()
+    # Tokens are kept hashed only.
+    db = sqlite3.connect(centre.state_dir / "wallctl.db")
+    dump = "\n".join(db.iterdump())
+    db.close()
+    assert token not in dump and other not in dump

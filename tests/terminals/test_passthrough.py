@@ -1,0 +1,99 @@
+"""Fails loudly when aiortc changes underneath the relay (wallctl/terminals/passthrough.py).
+
+The relay depends on aiortc's private decoder queue; pyproject pins aiortc below the next
+minor version. Raising that pin means running these tests and the netns WebRTC tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import queue
+import tomllib
+from pathlib import Path
+
+import aiortc
+import pytest
+from aiortc import RTCRtpReceiver
+from aiortc.codecs import get_encoder
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from wallctl.terminals import passthrough
+from wallctl.terminals.passthrough import (
+    EncodedTrack,
+    PassthroughUnsupported,
+    check_internals,
+    tap_receiver,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+H264 = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=102)
+
+
+def test_aiortc_is_the_pinned_version() -> None:
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    (spec,) = [d for d in deps if d.startswith("aiortc")]
+    assert "<1.17" in spec, f"aiortc must stay pinned below 1.17 (passthrough.py): {spec}"
+    major, minor = (int(x) for x in aiortc.__version__.split(".")[:2])
+    assert (major, minor) <= (1, 16), (
+        f"aiortc {aiortc.__version__} is newer than passthrough.py was checked against"
+    )
+
+
+def test_the_private_decoder_queue_is_still_there() -> None:
+    check_internals()
+
+
+def test_a_tapped_receiver_hands_encoded_frames_over_instead_of_decoding() -> None:
+    receiver = RTCRtpReceiver("video", passthrough._NoTransport())  # type: ignore[arg-type]
+    got: list[tuple[str, bytes, int]] = []
+    tap_receiver(receiver, lambda c, d, t: got.append((c, d, t)))
+    q = getattr(receiver, passthrough._DECODER_QUEUE)
+    # What aiortc's _handle_rtp_packet puts there for a complete frame.
+    q.put((H264, JitterFrame(b"\x00\x00\x00\x01\x65\x88", 3600)))
+    assert got == [("H264", b"\x00\x00\x00\x01\x65\x88", 3600)]
+    assert q.qsize() == 0, "nothing may reach the decoder thread"
+    q.put(None)  # the receiver's stop still reaches the decoder thread
+    assert q.get_nowait() is None
+
+
+def test_tapping_a_receiver_that_changed_shape_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    receiver = RTCRtpReceiver("video", passthrough._NoTransport())  # type: ignore[arg-type]
+    monkeypatch.setattr(receiver, passthrough._DECODER_QUEUE, None, raising=False)
+    with pytest.raises(PassthroughUnsupported, match="decoder_queue"):
+        tap_receiver(receiver, lambda c, d, t: None)
+    started = RTCRtpReceiver("video", passthrough._NoTransport())  # type: ignore[arg-type]
+    setattr(started, passthrough._STARTED, True)
+    with pytest.raises(PassthroughUnsupported, match="already started"):
+        tap_receiver(started, lambda c, d, t: None)
+    assert isinstance(getattr(started, passthrough._DECODER_QUEUE), queue.Queue)
+
+
+def test_aiortc_packs_our_packets_without_encoding() -> None:
+    """The sending half: Encoder.pack takes an av.Packet as it is."""
+
+    async def one() -> tuple[list[bytes], int]:
+        track = EncodedTrack("video", passthrough.VIDEO_TIME_BASE)
+        idr = b"\x00\x00\x00\x01\x67\x42\xc0\x1e" + b"\x00\x00\x00\x01\x65" + b"\x88" * 3000
+        track.push(idr, 9000, True)
+        packet = await track.recv()
+        return get_encoder(H264).pack(packet)
+
+    payloads, timestamp = asyncio.run(one())
+    assert timestamp == 9000
+    assert len(payloads) >= 3  # STAP/FU-A fragments of a 3 kB picture, never re-encoded
+
+
+async def test_a_viewer_track_starts_at_a_keyframe_and_drops_a_backlog() -> None:
+    track = EncodedTrack("video", fractions.Fraction(1, 90000))
+    track.push(b"\x00\x00\x01\x41", 0, False)  # a P-frame before any keyframe: useless
+    track.push(b"\x00\x00\x01\x65", 3600, True)
+    p = await track.recv()
+    assert bytes(p) == b"\x00\x00\x01\x65" and p.pts == 3600
+    for i in range(EncodedTrack.MAX_QUEUE + 5):
+        track.push(b"\x00\x00\x01\x41", 7200 + i, False)
+    # Past the bound: the backlog is gone and the track waits for the next keyframe.
+    assert track._queue.qsize() < EncodedTrack.MAX_QUEUE
+    assert track.need_keyframe and track.dropped >= EncodedTrack.MAX_QUEUE
+    track.end()

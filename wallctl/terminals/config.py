@@ -1,0 +1,52 @@
+"""``[terminals]``: WHIP ingest, WHEP viewing and recording of mobile terminals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+
+from wallctl.config import Section
+
+
+class IceServerConfig(Section):
+    # stun:host:port, turn:host:port?transport=udp|tcp, turns:host:port (site's own servers:
+    # government networks reach no public STUN server).
+    urls: list[str] = Field(min_length=1, max_length=8)
+    username: str | None = Field(default=None, max_length=128)
+    credential: SecretStr | None = None
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, urls: list[str]) -> list[str]:
+        for u in urls:
+            if not u.startswith(("stun:", "turn:", "turns:")):
+                raise ValueError(f"{u!r}: an ICE server URL starts with stun:, turn: or turns:")
+        return urls
+
+
+class RecordingsConfig(Section):
+    enabled: bool = True
+    # Where segments are written; default: <state_dir>/recordings.
+    dir: Path | None = None
+    # A segment is closed at the first keyframe after this many seconds.
+    segment_s: float = Field(default=60.0, ge=2, le=3600)
+    # Below this much free space no new segment is started (alarm on the "terminal"
+    # events and /healthz); segments already written are never touched.
+    min_free_mb: int = Field(default=1024, ge=0, le=10_000_000)
+
+
+class TerminalsConfig(Section):
+    enabled: bool = True
+    # The address phones reach this daemon at, for the WHIP URL `wallctl terminals add`
+    # prints (e.g. "https://centre.example:8443"); default: the HTTP listener's address.
+    public_url: str | None = Field(default=None, max_length=256, pattern=r"^https?://\S+$")
+    # No public STUN server by default (closed networks): host candidates only.
+    ice_servers: list[IceServerConfig] = Field(default_factory=list, max_length=8)
+    # A publisher whose video stops for this long is unpublished (ICE consent failure
+    # would take ~30 s); its windows show the offline slate.
+    inactivity_s: float = Field(default=3.0, ge=0.5, le=60)
+    # Bounds: publishers at once, viewers per source.
+    max_publishers: int = Field(default=64, ge=1, le=1024)
+    max_viewers: int = Field(default=16, ge=1, le=256)
+    recordings: RecordingsConfig = Field(default_factory=RecordingsConfig)
