@@ -15,6 +15,9 @@ DEB_TEST_PACKAGES += fonts-noto-cjk xvfb libsdl2-2.0-0 ffmpeg
 DEB_TEST_PACKAGES += python3-gst-1.0 gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 	gstreamer1.0-plugins-ugly
+# Mobile terminals: WebRTC tests run in a loopback-only network namespace (unshare, ip);
+# chromium and ffmpeg (above) are the browser publisher and the clip maker.
+DEB_TEST_PACKAGES += util-linux iproute2
 APT_UPDATED := $(VENV)/.apt-updated
 
 .PHONY: run test lint typecheck pytest bench fmt clean deb-test-deps venv

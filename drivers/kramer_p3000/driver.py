@@ -32,7 +32,11 @@ class KramerConfig(MatrixConfig):
 
 
 def _reply_to(
-    command: str, *, query: bool = False, check: Callable[[str], bool] | None = None
+    command: str,
+    *,
+    query: bool = False,
+    check: Callable[[str], bool] | None = None,
+    machine: int | None = None,
 ) -> Callable[[p3k.Event], Reply]:
     """A matcher: the reply to ``command`` (a result; or, for a query, the answer).
     ``check`` must also accept the reply's parameters unless it is an error: the device
@@ -42,6 +46,8 @@ def _reply_to(
     def match(event: p3k.Event) -> Reply:
         if not isinstance(event, p3k.Reply):
             return Reply.OTHER
+        if machine is not None and event.machine != machine:
+            return Reply.OTHER  # another device on the same bus
         if event.command == "" and event.error:  # the whole line was refused
             return Reply.DONE
         if event.command != command:
@@ -114,7 +120,7 @@ class KramerDriver(MatrixDriver):
         check: Callable[[str], bool] | None = None,
     ) -> p3k.Reply:
         assert self.link is not None
-        match = _reply_to(command, query=query, check=check)
+        match = _reply_to(command, query=query, check=check, machine=self.cfg.machine)
         event = await self.link.request(data, match, early=early)
         assert isinstance(event, p3k.Reply)
         if event.error:
@@ -174,6 +180,9 @@ class KramerDriver(MatrixDriver):
     # --- what the device says on its own ---------------------------------------------------
 
     def _unsolicited(self, event: p3k.Event) -> None:
+        m = self.cfg.machine
+        if isinstance(event, p3k.Reply) and m is not None and event.machine != m:
+            return  # another device's report on a shared bus
         if isinstance(event, p3k.Reply) and not event.result:
             level = p3k.COMMAND_LEVELS.get(p3k.SHORT_FORMS.get(event.command, event.command))
             routes = p3k.parse_routes(event.params) if level else None

@@ -1048,6 +1048,8 @@ async def test_a_page_that_falls_behind_is_resynced(
     page = await browser.new_page()
     c = await d.client()
     try:
+        # Sixteen windows: each event is bigger, so fewer changes fill the buffers.
+        await c.call("layout.apply", {"name": "4x4"})
         await logged_in(page, d)
         w = (await c.call("wall.get"))["state"]["windows"][0]["id"]
         await page.send("Debugger.enable")

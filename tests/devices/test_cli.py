@@ -100,6 +100,8 @@ async def test_devices_commands(stack: Stack, tmp_path: Path) -> None:
     assert code == 0 and json.loads(out)["state"]["tie.video.3"] == 2
     code, _, err = await run("devices", "call", "matrix", "route", "input=99", "outputs=[1]", *auth)
     assert code == 2 and "params.args.input" in err
+    code, out, _ = await run("devices", "status", "matrix", *auth)
+    assert code == 0 and "connects 1" in out and "tie.video.5 = 3" in out
     code, _, err = await run("devices", "status", "nope", *auth)
     assert code == 3
     code, _, err = await run("devices", "call", "matrix", "route", "garbage", *auth)

@@ -256,3 +256,24 @@ async def test_reboot_takes_time_and_the_driver_waits_it_out(
         assert d.state["tie.video.7"] == 7  # the reset ties were read again
     finally:
         await d.stop()
+
+
+async def test_machine_numbers_on_a_shared_bus() -> None:
+    sim = KramerSimulator(8, 8, machine=2)
+    srv = await serve_tcp(sim)
+    right = make(TcpEndpoint("127.0.0.1", srv.port), size="8x8", machine=2)
+    wrong = make(TcpEndpoint("127.0.0.1", srv.port), size="8x8", machine=3, timeout_ms=300)
+    try:
+        await started(right)
+        await right.call("route", {"input": 4, "outputs": [4]})
+        assert sim.routes["video"][4] == 4
+        sim.inject(b"~05@VID 1>4\r\n")  # machine 5's report on the same bus
+        await asyncio.sleep(0.1)
+        assert right.state["tie.video.4"] == 4
+        await wrong.start()  # machine 3 is not on this bus: nobody answers
+        await eventually(lambda: wrong.status is DriverStatus.CONNECTION_FAILURE, 10)
+        assert "did not answer" in wrong.status_detail
+    finally:
+        await right.stop()
+        await wrong.stop()
+        await srv.close()

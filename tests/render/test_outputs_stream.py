@@ -173,3 +173,63 @@ async def test_udp_push_decodes(comp: Compositor) -> None:
         frames = _decode_frames(c, 5)
     assert len(frames) == 5 and frames[0].shape == (180, 320, 3)
     assert frames[-1][90, 60, 0] > 180
+
+
+async def test_stream_of_one_head_at_native_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wallctl.config import WallConfig
+    from wallctl.wall import Wall
+
+    monkeypatch.setattr(stream_module, "IDLE_STOP_S", 0.5)
+    wall = Wall.from_config(
+        WallConfig(
+            min_diagonal_cm=1,
+            tiles={
+                "rows": 2,
+                "cols": 2,
+                "width_mm": 1209.6,
+                "height_mm": 680.4,
+                "width_px": 320,
+                "height_px": 180,
+            },
+            heads=[
+                {"id": "top", "row": 0, "col": 0, "rows": 1, "cols": 2},
+                {"id": "bottom", "row": 1, "col": 0, "rows": 1, "cols": 2},
+            ],
+        )
+    )
+    supply = Supply()
+    supply.live("a", solid(supply, 320, 180, (81, 90, 240)))  # red
+    supply.live("b", solid(supply, 320, 180, (145, 54, 34)))  # green
+    c = Compositor(wall, supply, fps=25, labels=False, text=TextPainter())
+    c.set_state(
+        WallState(
+            wall="main",
+            windows=(
+                Window(id="w1", x=0, y=0, w=640, h=180, source="a", fit="stretch"),
+                Window(id="w2", x=0, y=180, w=640, h=180, source="b", fit="stretch"),
+            ),
+        )
+    )
+    c.start()
+    outs = StreamOutputs([StreamConfig(id="bottom", head="bottom", fps=25)], {"main": c})
+    app = web.Application()
+    outs.add_routes(app)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    await outs.start()
+    url = str(server.make_url("/stream/bottom.ts"))
+    try:
+
+        def pull() -> list[np.ndarray]:
+            with av.open(url, timeout=10) as container:
+                return _decode_frames(container, 3)
+
+        frames = await asyncio.to_thread(pull)
+    finally:
+        await outs.stop()
+        await server.close()
+        c.stop()
+    rgb = frames[-1]
+    assert rgb.shape == (180, 640, 3)  # the head's own size: two tiles side by side
+    r, g, _b = rgb[90, 320].astype(int)
+    assert g > 180 and r < 80  # the bottom head shows the green window only

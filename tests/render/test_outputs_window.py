@@ -79,7 +79,9 @@ def grab(display: str, width: int, height: int) -> np.ndarray:
     raise AssertionError("no screenshot")
 
 
-async def test_heads_shown_at_their_geometry(xvfb: str) -> None:
+async def test_heads_shown_at_their_geometry(xvfb: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The output sets $DISPLAY for SDL: put the test process's own back afterwards.
+    monkeypatch.setenv("DISPLAY", xvfb)
     supply = Supply()
     wall = two_head_wall()
     comp = Compositor(wall, supply, fps=25, labels=True, text=TextPainter())
@@ -128,7 +130,8 @@ async def test_heads_shown_at_their_geometry(xvfb: str) -> None:
     assert r > 200 and g < 60 and b < 60
 
 
-async def test_no_display_is_reported_and_retried() -> None:
+async def test_no_display_is_reported_and_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISPLAY", ":4099")
     supply = Supply()
     comp = Compositor(two_head_wall(), supply, fps=25, text=TextPainter())
     cfg = WindowOutputConfig(enabled=True, display=":4099", renderer="software")

@@ -22,6 +22,7 @@ from wallctl.config import parse_config
 from wallctl.daemon import Daemon, Runtime
 from wallctl.render.canvas import to_bgr
 from wallctl.render.component import RenderComponent
+from wallctl.render.compositor import Compositor
 from wallctl.render.frames import SourcePhase
 from wallctl.store import SYSTEM
 
@@ -80,6 +81,30 @@ def http_get(url: str) -> tuple[int, dict[str, str], bytes]:
         return e.code, dict(e.headers), e.read()
 
 
+class _Snapshot:
+    """A tap that copies one whole frame (the canvas is repainted in place)."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.bgr: np.ndarray | None = None
+
+    def on_frame(self, comp: Compositor, frame_no: int, changed: bool) -> None:
+        if not self.done.is_set():
+            self.bgr = to_bgr(comp.canvas.y, comp.canvas.u, comp.canvas.v)
+            self.done.set()
+
+
+def snapshot(comp: Compositor) -> np.ndarray:
+    tap = _Snapshot()
+    comp.add_tap(tap)
+    try:
+        assert tap.done.wait(5)
+    finally:
+        comp.remove_tap(tap)
+    assert tap.bgr is not None
+    return tap.bgr
+
+
 async def all_live(render: RenderComponent, sources: list[str], wait_s: float = 15) -> None:
     def live() -> bool:
         return all(render.hub.view(s).phase is SourcePhase.LIVE for s in sources)
@@ -110,12 +135,15 @@ async def test_demo_wall_composited_with_live_patterns_and_labels(
         region = (slice(w.y + 100, w.y + w.h - 100), slice(w.x + 100, w.x + w.w - 100))
         if w.source in ("bars", "gradient", "checkers", "clock"):
             assert not np.array_equal(y1[region], y2[region]), w.source
-    # The picture, saved for people to look at (and once into docs/).
-    bgr = to_bgr(comp.canvas.y, comp.canvas.u, comp.canvas.v)
+    # The picture, saved for people to look at (and once into docs/): taken on the
+    # compositor's thread between two frames, as every output takes it.
+    bgr = await asyncio.to_thread(snapshot, comp)
     small = cv2.resize(bgr, (1920, 1080), interpolation=cv2.INTER_AREA)
     assert cv2.imwrite(str(tmp_path / "demo-wall.png"), small)
-    DOC_IMAGE.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(DOC_IMAGE), small)
+    # Once into docs/ (the README shows it); WALLCTL_WRITE_DOC_IMAGES=1 makes it anew.
+    if not DOC_IMAGE.exists() or os.environ.get("WALLCTL_WRITE_DOC_IMAGES"):
+        DOC_IMAGE.parent.mkdir(parents=True, exist_ok=True)
+        assert cv2.imwrite(str(DOC_IMAGE), small)
     # The same wall over HTTP, as the console and the dispatch system see it.
     status, headers, body = await asyncio.to_thread(
         http_get, f"{rt.http.url}/preview/main.jpg?width=960"

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,21 +20,22 @@ from typing import Any
 import aiohttp
 import av
 import pytest
+from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
 
 from wallctl.accounts import Accounts, Role
 from wallctl.api.server import ApiServer
 from wallctl.api.tokens import Tokens
-from wallctl.client import connect
 from wallctl.bus import BusEvent
+from wallctl.client import connect
 from wallctl.config import parse_config
 from wallctl.daemon import Daemon
 from wallctl.store import Actor
 from wallctl.terminals.component import TerminalsComponent
 from wallctl.terminals.identities import Terminals
 
-from .conftest import NETNS_ENV
+from .conftest import HERE, NETNS_ENV
 
 pytestmark = pytest.mark.skipif(
     os.environ.get(NETNS_ENV) != "1", reason="runs inside a netns (see test_webrtc.py)"
@@ -266,7 +269,7 @@ async def test_publish_view_record_and_delete(centre: Centre, clip: Path) -> Non
             "recordings.search",
             {"source": "mobile/patrol-7", "from": 0, "to": time.time() + 10},
         )
-        assert [x["id"] for x in found["segments"]][0] == seg.id
+        assert found["segments"][0]["id"] == seg.id
         assert found["segments"][0]["url"] == f"/recordings/{seg.id}.ts"
         assert found["segments"][0]["identity"] == "patrol-7"
         bad = await client.request("recordings.search", {"from": 10, "to": 5})
@@ -369,3 +372,113 @@ async def test_http_faults(centre: Centre, clip: Path) -> None:
     dump = "\n".join(db.iterdump())
     db.close()
     assert token not in dump and other not in dump
+
+
+async def test_the_wall_decodes_a_terminal_once_and_only_while_shown(
+    centre: Centre, clip: Path
+) -> None:
+    from wallctl.config import SourceConfig
+    from wallctl.render.frames import SourcePhase
+    from wallctl.render.source_config import RenderSourcesConfig
+    from wallctl.render.sourcehub import SourceHub
+
+    token = centre.terminals.add("patrol-5", "", Actor("test"))
+    pc, location, _ = await whip_publish(centre.base, "patrol-5", token, clip)
+    relay = centre.comp.relay
+    await wait_for(
+        lambda: (p := relay.publication("patrol-5")) is not None and p.frames > 3, 20, "frames"
+    )
+    pub = relay.publication("patrol-5")
+    assert pub is not None
+    # How a mobile source is configured for the wall (docs/terminals.md).
+    src = SourceConfig(
+        id="patrol-5",
+        name="巡逻五组",
+        kind="mobile",
+        url=f"{centre.base}/terminals/patrol-5/feed.h264",
+    )
+    hub = SourceHub([src], RenderSourcesConfig(warm_s=0, no_signal_s=1.0))
+    await hub.start()
+    try:
+        await asyncio.sleep(0.5)
+        assert pub.feeds == [], "nothing decodes a terminal no window shows"
+        hub.demand("wall:main", {"patrol-5": (640, 360)})
+        hub.demand("preview", {"patrol-5": (320, 180)})
+        await wait_for(lambda: hub.view("patrol-5").phase is SourcePhase.LIVE, 15, "live")
+        frame = hub.view("patrol-5").frame
+        assert frame is not None
+        assert len(pub.feeds) == 1, "two holders, one decoder"
+        hub.demand("wall:main", {})
+        hub.demand("preview", {})
+        await wait_for(lambda: pub.feeds == [], 10, "the decoder to stop")
+        # Shown again, then the publisher goes: the window's slate says so.
+        hub.demand("wall:main", {"patrol-5": (640, 360)})
+        await wait_for(lambda: hub.view("patrol-5").phase is SourcePhase.LIVE, 15, "live again")
+        async with aiohttp.ClientSession() as s:
+            await s.delete(centre.base + location, headers={"Authorization": f"Bearer {token}"})
+        await wait_for(
+            lambda: hub.view("patrol-5").phase is not SourcePhase.LIVE, 5, "offline slate"
+        )
+    finally:
+        await hub.stop()
+        await pc.close()
+
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--no-first-run",
+]
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed")
+async def test_chromium_publishes_with_its_fake_camera(centre: Centre, tmp_path: Path) -> None:
+    token = centre.terminals.add("phone-1", "执法记录仪", Actor("test"))
+    page = web.Application()
+
+    async def publish_page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(HERE / "publish.html")
+
+    page.router.add_get("/publish.html", publish_page)
+    runner = web.AppRunner(page)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    query = urllib.parse.urlencode({"whip": f"{centre.base}/whip/phone-1", "token": token})
+    browser = await asyncio.create_subprocess_exec(
+        "chromium",
+        *CHROMIUM_FLAGS,
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"http://127.0.0.1:{port}/publish.html?{query}",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    relay = centre.comp.relay
+    try:
+        await wait_for(
+            lambda: (p := relay.publication("phone-1")) is not None and p.frames > 20,
+            40,
+            "H.264 from Chromium",
+        )
+        pub = relay.publication("phone-1")
+        assert pub is not None and {"H264", "opus"} <= pub.codecs
+        viewer = await whep_view(centre.base, "mobile/phone-1", centre.api_token)
+        await wait_for(lambda: len(viewer.frames) >= 5, 20, "the viewer's pictures")
+        assert viewer.frames[-1].width >= 320
+        await viewer.pc.close()
+    finally:
+        browser.kill()
+        await browser.wait()
+        await runner.cleanup()
+    # The browser vanished without DELETE: offline by RTP inactivity, within 5 s.
+    await wait_for(lambda: relay.publication("phone-1") is None, 5, "offline")
+    assert centre.events_of("terminal.unpublished")[-1]["reason"] == "inactive"

@@ -58,7 +58,9 @@ def test_a_tapped_receiver_hands_encoded_frames_over_instead_of_decoding() -> No
     assert q.get_nowait() is None
 
 
-def test_tapping_a_receiver_that_changed_shape_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tapping_a_receiver_that_changed_shape_fails_loudly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     receiver = RTCRtpReceiver("video", passthrough._NoTransport())  # type: ignore[arg-type]
     monkeypatch.setattr(receiver, passthrough._DECODER_QUEUE, None, raising=False)
     with pytest.raises(PassthroughUnsupported, match="decoder_queue"):

@@ -3,6 +3,7 @@ search (API and CLI) and export of a time span."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import av
 import pytest
 
+from wallctl.cli import main
 from wallctl.recordings.export import ExportError, export_span
 from wallctl.recordings.index import SegmentIndex
 from wallctl.recordings.recorder import Alarm, Recorder, segment_name
@@ -52,10 +54,19 @@ def store(tmp_path: Path) -> Store:
     s.close()
 
 
-def record(store: Store, root: Path, frames: list[tuple[bytes, int, bool]],
-           config: RecordingsConfig, alarms: list[tuple[Alarm | None, str]] | None = None) -> Recorder:
-    rec = Recorder(config, root, SegmentIndex(store),
-                   (lambda a, s: alarms.append((a, s))) if alarms is not None else None)
+def record(
+    store: Store,
+    root: Path,
+    frames: list[tuple[bytes, int, bool]],
+    config: RecordingsConfig,
+    alarms: list[tuple[Alarm | None, str]] | None = None,
+) -> Recorder:
+    rec = Recorder(
+        config,
+        root,
+        SegmentIndex(store),
+        (lambda a, s: alarms.append((a, s))) if alarms is not None else None,
+    )
     for data, pts, kf in frames:
         rec.on_frame(SOURCE, "patrol-7", "video", data, pts, kf)
     rec.close()
@@ -74,7 +85,7 @@ def test_segments_start_at_keyframes_and_play_on_their_own(
     assert sum(decoded(s.path) for s in segs) == len(frames), "every frame, none re-encoded"
     # Times from the media clock: consecutive, two seconds each.
     assert abs(segs[0].start - t0) < 5
-    for a, b in zip(segs, segs[1:], strict=False):
+    for a, b in itertools.pairwise(segs):
         assert b.start == pytest.approx(a.start + 2, abs=0.05)
         assert a.end == pytest.approx(b.start, abs=0.05)
     # The bytes are the terminal's own: the first segment starts with its first keyframe.
@@ -83,8 +94,12 @@ def test_segments_start_at_keyframes_and_play_on_their_own(
         assert bytes(first).endswith(frames[0][0][-64:])
     assert Path(segs[0].path).relative_to(tmp_path / "rec").parts[:2] == ("mobile", "patrol-7")
     # Search by identity and by a span that touches only the middle segment.
-    assert [s.id for s in SegmentIndex(store).search(None, "patrol-7", segs[1].start + 0.5,
-                                                     segs[1].start + 1)] == [segs[1].id]
+    assert [
+        s.id
+        for s in SegmentIndex(store).search(
+            None, "patrol-7", segs[1].start + 0.5, segs[1].start + 1
+        )
+    ] == [segs[1].id]
     assert SegmentIndex(store).search("mobile/other", None, 0, time.time() + 60) == []
 
 
@@ -120,8 +135,7 @@ def test_disk_nearly_full_refuses_new_segments_and_raises_the_alarm(
     old.write_bytes(b"\x47" * 188 * 10)
     alarms: list[tuple[Alarm | None, str]] = []
     # More free space asked for than any disk here has.
-    rec = record(store, tmp_path / "rec", frames,
-                 RecordingsConfig(min_free_mb=10_000_000), alarms)
+    rec = record(store, tmp_path / "rec", frames, RecordingsConfig(min_free_mb=10_000_000), alarms)
     assert SegmentIndex(store).search(None, None, 0, time.time() + 60) == []
     assert len(alarms) == 1, "one alarm, not one per keyframe"
     alarm, source = alarms[0]
@@ -134,8 +148,12 @@ def test_disk_nearly_full_refuses_new_segments_and_raises_the_alarm(
 def test_recording_resumes_when_space_is_back(store: Store, tmp_path: Path, clip: Path) -> None:
     frames = clip_frames(clip)
     alarms: list[tuple[Alarm | None, str]] = []
-    rec = Recorder(RecordingsConfig(min_free_mb=10_000_000, segment_s=2), tmp_path / "r",
-                   SegmentIndex(store), lambda a, s: alarms.append((a, s)))
+    rec = Recorder(
+        RecordingsConfig(min_free_mb=10_000_000, segment_s=2),
+        tmp_path / "r",
+        SegmentIndex(store),
+        lambda a, s: alarms.append((a, s)),
+    )
     for data, pts, kf in frames[:30]:
         rec.on_frame(SOURCE, "patrol-7", "video", data, pts, kf)
     time.sleep(0.5)
@@ -172,10 +190,15 @@ time.sleep(60)
 
 def test_a_crash_leaves_a_playable_segment_that_is_recovered(tmp_path: Path, clip: Path) -> None:
     db, root = tmp_path / "wallctl.db", tmp_path / "rec"
-    code = CRASH.format(tests=str(Path(__file__).parent), clip=str(clip), db=str(db),
-                        root=str(root))
-    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                             cwd=Path(__file__).resolve().parents[2])
+    code = CRASH.format(
+        tests=str(Path(__file__).parent), clip=str(clip), db=str(db), root=str(root)
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     try:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "recording"
@@ -203,29 +226,40 @@ def test_segment_names_sort_by_time_and_keep_sources_apart() -> None:
     assert segment_name("mobile/a", ts) < segment_name("mobile/a", ts + 1)
 
 
-def test_cli_search_and_export(tmp_path: Path, clip: Path) -> None:
+def test_cli_search_and_export(
+    tmp_path: Path, clip: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     state = tmp_path / "state"
     store = Store(state / "wallctl.db", "normal")
     try:
-        record(store, tmp_path / "rec", clip_frames(clip), RecordingsConfig(segment_s=2,
-                                                                            min_free_mb=0))
+        cfg = RecordingsConfig(segment_s=2, min_free_mb=0)
+        record(store, tmp_path / "rec", clip_frames(clip), cfg)
         segs = SegmentIndex(store).search(SOURCE, None, 0, time.time() + 60)
     finally:
         store.close()
-    base = [sys.executable, "-m", "wallctl", "recordings"]
-    span = ["--from", str(segs[0].start), "--to", str(segs[-1].end), "--state-dir", str(state)]
-    r = subprocess.run([*base, "search", "--source", SOURCE, *span, "--json"],
-                       capture_output=True, text=True, check=False)
-    assert r.returncode == 0, r.stderr
-    assert [s["id"] for s in json.loads(r.stdout)] == [s.id for s in segs]
-    out = tmp_path / "all.ts"
-    r = subprocess.run([*base, "export", "--source", SOURCE, *span, "-o", str(out)],
-                       capture_output=True, text=True, check=False)
-    assert r.returncode == 0, r.stderr
-    assert decoded(out) == 150
-    r = subprocess.run([*base, "search", "--source", "mobile/nobody", *span],
-                       capture_output=True, text=True, check=False)
-    assert r.returncode == 3 and "no recordings" in r.stderr
-    r = subprocess.run([*base, "search", "--from", "yesterday", "--to", "1",
-                        "--state-dir", str(state)], capture_output=True, text=True, check=False)
-    assert r.returncode == 2 and "ISO 8601" in r.stderr
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            code = main(["recordings", args[0], "--state-dir", str(state), *args[1:]])
+        except SystemExit as e:
+            code = int(e.code or 0)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    span = ["--from", str(segs[0].start), "--to", str(segs[-1].end)]
+    code, out, err = run("search", "--source", SOURCE, *span, "--json")
+    assert code == 0, err
+    assert [s["id"] for s in json.loads(out)] == [s.id for s in segs]
+    code, out, err = run("search", "--identity", "patrol-7", *span)
+    assert code == 0 and len(out.splitlines()) == 3 and "closed" in out
+    target = tmp_path / "all.ts"
+    code, out, err = run("export", "--source", SOURCE, *span, "-o", str(target))
+    assert code == 0, err
+    assert decoded(target) == 150
+    code, out, err = run("search", "--source", "mobile/nobody", *span)
+    assert code == 3 and "no recordings" in err
+    code, out, err = run("search", "--from", "yesterday", "--to", "1")
+    assert code == 2 and "ISO 8601" in err
+    code, out, err = run("search", "--from", "2026-11-23T10:00:00Z", "--to", "2026-11-23T09:00Z")
+    assert code == 2 and "before" in err

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from wallctl.cli import main
-
 from wallctl.store import Store
 from wallctl.terminals.identities import Terminals
 

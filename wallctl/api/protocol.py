@@ -97,7 +97,15 @@ ERROR_CODES: dict[str, str] = {
 }
 
 Category = Literal[
-    "wall", "layout", "session", "device", "federation", "source", "conference", "terminal"
+    "wall",
+    "layout",
+    "session",
+    "device",
+    "federation",
+    "source",
+    "conference",
+    "terminal",
+    "camera",
 ]
 CATEGORIES: dict[str, str] = {
     "wall": "wall.changed: every new revision of every wall, with the whole state",

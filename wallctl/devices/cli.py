@@ -121,6 +121,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         _print_json(r)
         return EXIT_OK
     print(f"{r['id']} ({r['name']}): {r['protocol']}, {r['status']} {r.get('detail', '')}")
+    stats = r.get("stats", {})
+    if stats:
+        print("  " + ", ".join(f"{k} {v}" for k, v in stats.items() if v not in (None, "")))
     for key, value in sorted(r.get("state", {}).items()):
         print(f"  {key} = {json.dumps(value, ensure_ascii=False)}")
     return EXIT_OK

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, create_model, model_validator
 
 from wallctl.api.methods import ApiContext, Params, Result, method
 from wallctl.errors import InvalidField
@@ -14,19 +14,27 @@ from wallctl.store import Actor
 Ts = Annotated[float, Field(ge=0, le=32503680000)]
 
 
-class SearchParams(Params):
+class _SearchFields(Params):
     source: str | None = Field(default=None, min_length=1, max_length=80)
     identity: str | None = Field(default=None, min_length=1, max_length=64)
-    # Unix seconds; segments overlapping [from, to].
-    from_: Ts = Field(alias="from")
     to: Ts
     limit: int = Field(default=1000, ge=1, le=10000)
 
     @model_validator(mode="after")
-    def _span(self) -> SearchParams:
-        if self.to < self.from_:
+    def _span(self) -> _SearchFields:
+        if self.to < getattr(self, "from"):
             raise ValueError("'to' must not be before 'from'")
         return self
+
+
+# "from" is a Python keyword: the field is added by name, so the wire name is the field's
+# own (the spec and the validation come from the same model, as for every method).
+SearchParams = create_model(
+    "SearchParams",
+    __base__=_SearchFields,
+    __doc__="Unix seconds; segments overlapping [from, to].",
+    **{"from": (Ts, ...)},  # type: ignore[call-overload]
+)
 
 
 class SearchResult(Result):
@@ -42,11 +50,13 @@ class SearchResult(Result):
     SearchParams,
     SearchResult,
 )
-async def _search(ctx: ApiContext, actor: Actor, p: SearchParams, rev: int | None) -> Result:
+async def _search(ctx: ApiContext, actor: Actor, p: Any, rev: int | None) -> Result:
     from wallctl.terminals.component import TerminalsComponent
 
     comp = ctx.service("terminals", TerminalsComponent)
     if p.source is not None and not p.source.startswith("mobile/"):
         raise InvalidField("only mobile/<terminal> sources are recorded", field="source")
-    segs = await asyncio.to_thread(comp.index.search, p.source, p.identity, p.from_, p.to, p.limit)
+    segs = await asyncio.to_thread(
+        comp.index.search, p.source, p.identity, getattr(p, "from"), p.to, p.limit
+    )
     return SearchResult(segments=[{**s.to_dict(), "url": f"/recordings/{s.id}.ts"} for s in segs])

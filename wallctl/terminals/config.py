@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -40,7 +41,7 @@ class TerminalsConfig(Section):
     enabled: bool = True
     # The address phones reach this daemon at, for the WHIP URL `wallctl terminals add`
     # prints (e.g. "https://centre.example:8443"); default: the HTTP listener's address.
-    public_url: str | None = Field(default=None, max_length=256, pattern=r"^https?://\S+$")
+    public_url: str | None = Field(default=None, max_length=256)
     # No public STUN server by default (closed networks): host candidates only.
     ice_servers: list[IceServerConfig] = Field(default_factory=list, max_length=8)
     # A publisher whose video stops for this long is unpublished (ICE consent failure
@@ -50,3 +51,10 @@ class TerminalsConfig(Section):
     max_publishers: int = Field(default=64, ge=1, le=1024)
     max_viewers: int = Field(default=16, ge=1, le=256)
     recordings: RecordingsConfig = Field(default_factory=RecordingsConfig)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, url: str | None) -> str | None:
+        if url is not None and re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", url) is None:
+            raise ValueError(f"{url!r}: give the http:// or https:// address phones reach")
+        return url
