@@ -18,6 +18,10 @@ DEB_TEST_PACKAGES += python3-gst-1.0 gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rts
 # Mobile terminals: WebRTC tests run in a loopback-only network namespace (unshare, ip);
 # chromium and ffmpeg (above) are the browser publisher and the clip maker.
 DEB_TEST_PACKAGES += util-linux iproute2
+# ONVIF cameras: WS-Discovery runs across a veth pair into a network namespace (iproute2,
+# above); npm's `onvif` (Node, tests/onvif/node, `npm ci` from its lock file) cross-checks
+# the fake camera. Debian's nodejs leaves npm to the `npm` package; NodeSource's has it.
+DEB_TEST_PACKAGES += nodejs
 APT_UPDATED := $(VENV)/.apt-updated
 
 .PHONY: run test lint typecheck pytest bench fmt clean deb-test-deps venv

@@ -23,6 +23,7 @@ as RS-232 devices expect. When the link is down a request fails at once with
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from enum import Enum
@@ -140,7 +141,8 @@ class Connection(Generic[E]):
 
     async def wait_ready(self, within_s: float) -> bool:
         try:
-            await asyncio.wait_for(self._ready.wait(), within_s)
+            async with asyncio.timeout(within_s):
+                await self._ready.wait()
         except TimeoutError:
             return False
         return True
@@ -166,7 +168,8 @@ class Connection(Generic[E]):
             )
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 
@@ -220,10 +223,12 @@ class Connection(Generic[E]):
                 dropped.cancel()
                 if startup not in done:
                     startup.cancel()
-                    try:
-                        await startup
-                    except (asyncio.CancelledError, DriverError):
-                        pass
+                    # Wait for the start-up to unwind without taking on its outcome; a
+                    # cancellation of this task itself still propagates from here.
+                    await asyncio.wait({startup})
+                    failed = None if startup.cancelled() else startup.exception()
+                    if failed is not None and not isinstance(failed, DriverError):
+                        log.error("device start-up crashed", device=self.name, error=repr(failed))
                     return DriverStatus.DISCONNECTED, self._drop_reason, False
                 startup.result()
             self._ready.set()
@@ -283,11 +288,14 @@ class Connection(Generic[E]):
             try:
                 verdict = pending.match(event)
             except Exception as e:
-                pending.fut.set_exception(e)
+                if not pending.fut.done():
+                    pending.fut.set_exception(e)
                 return
             if verdict is Reply.DONE:
                 self._timeouts_in_row = 0
-                pending.fut.set_result(event)
+                # The requester may have been cancelled meanwhile (its future with it).
+                if not pending.fut.done():
+                    pending.fut.set_result(event)
                 return
             if verdict is Reply.MORE:
                 return
@@ -298,7 +306,7 @@ class Connection(Generic[E]):
 
     async def _liveness(self) -> None:
         period = min(x for x in (self.keepalive_s, self.silence_s, 1.0) if x > 0)
-        while True:
+        while self._link_up:
             await asyncio.sleep(min(period, 1.0))
             now = time.monotonic()
             if self.silence_s and now - self._last_rx > self.silence_s:
@@ -316,6 +324,8 @@ class Connection(Generic[E]):
                 except DeviceTimeout:
                     self.drop("no answer to the keepalive")
                     return
+                except DeviceOffline:
+                    return  # the link is gone: this watch ends with it
                 except DriverError:
                     pass  # answered, even if with an error: the device is alive
 
@@ -337,6 +347,49 @@ class Connection(Generic[E]):
     def _fail_pending(self, err: DriverError) -> None:
         if self._pending is not None and not self._pending.fut.done():
             self._pending.fut.set_exception(err)
+
+    # --- TLS ------------------------------------------------------------------------------
+
+    async def start_tls(
+        self,
+        ctx: ssl.SSLContext,
+        *,
+        server_hostname: str | None = None,
+        within_s: float | None = None,
+    ) -> None:
+        """Upgrade the open link to TLS; call it from ``on_connect`` once the device has
+        agreed to switch (the request that asked has been answered).
+
+        Waits for the request queue so no exchange straddles the switch. An untrusted
+        certificate (or a serial link) ends in :class:`BadConfig` -- retrying cannot fix
+        it; any other handshake failure in :class:`DeviceOffline` (retried with backoff).
+        """
+        async with self._lock:
+            transport = self._check(early=True)
+            limit = within_s if within_s is not None else max(self.timeout_s, 5.0)
+            try:
+                await transport.start_tls(ctx, server_hostname=server_hostname, within_s=limit)
+            except ssl.SSLCertVerificationError as e:
+                self.drop("TLS certificate not trusted")
+                raise BadConfig(
+                    f"{self.name}: the device's TLS certificate is not trusted "
+                    f"({e.verify_message or e.reason})"
+                ) from None
+            except ValueError as e:
+                raise BadConfig(f"{self.name}: {e}") from None
+            except TimeoutError:
+                self.drop("TLS handshake timed out")
+                raise DeviceOffline(f"{self.name}: no TLS handshake within {limit:g} s") from None
+            except (ssl.SSLError, ConnectionError, OSError) as e:
+                self.drop(f"TLS handshake failed: {e}")
+                raise DeviceOffline(f"{self.name}: TLS handshake failed ({e})") from None
+            self._last_done = self._last_activity = time.monotonic()
+            log.info("device link upgraded to TLS", device=self.name)
+
+    @property
+    def tls(self) -> bool:
+        """True once the current link runs over TLS."""
+        return self._transport is not None and self._transport.tls
 
     # --- requests ------------------------------------------------------------------------
 
@@ -389,7 +442,12 @@ class Connection(Generic[E]):
                     self.bytes_out += len(data)
                     limit = self.timeout_s if timeout_s is None else timeout_s
                     try:
-                        return await asyncio.wait_for(fut, limit)
+                        # Not asyncio.wait_for: on 3.11 it returns (or raises) the reply
+                        # and drops a cancellation that lands in the same loop iteration
+                        # as the reply or _fail_pending, and a stopping link then never
+                        # finishes. Awaiting the future itself keeps the cancellation.
+                        async with asyncio.timeout(limit):
+                            return await fut
                     except TimeoutError:
                         if expected_silence:
                             raise DeviceTimeout(

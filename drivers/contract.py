@@ -43,9 +43,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from drivers.errors import InvalidParams, UnknownAction
 from drivers.transport import Endpoint
+from wallctl.logs import get_logger
 
 if TYPE_CHECKING:
     from drivers.connection import Connection
+
+log = get_logger("drivers.contract")
 
 
 class DriverStatus(StrEnum):
@@ -254,13 +257,19 @@ class Driver:
     async def stop(self) -> None:
         if self.link is not None:
             await self.link.stop()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            # asyncio.wait, not ``await task`` inside ``except CancelledError: pass``: that
+            # would also swallow a cancellation of the caller (a daemon shutting down
+            # with a deadline), which must propagate from here.
+            await asyncio.wait({task})
+            if not task.cancelled() and task.exception() is not None:
+                log.error(
+                    "driver ended with an error",
+                    device=self.device_id,
+                    error=repr(task.exception()),
+                )
         self.set_status(DriverStatus.DISCONNECTED, "stopped")
 
     async def reconfigure(self, setup: DriverSetup) -> None:

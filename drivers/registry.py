@@ -9,11 +9,12 @@ protocol added later appends its package there). Names are those used in config
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from drivers.contract import Driver, DriverConfig, Manifest
-from drivers.simulator import DeviceSimulator
+from drivers.simulator import DeviceSimulator, RunningSimulator, serve_tcp
 
 
 @dataclass(frozen=True)
@@ -24,9 +25,20 @@ class SimOptions:
     outputs: int = 16
     password: str | None = None
     reply_delay_s: float = 0.0
+    # The user name a simulator with accounts accepts (None: the protocol's default).
+    user: str | None = None
+    # For ``simulate = true``: the driver options the device's config sets (validated;
+    # defaults left out), so the simulator plays the device configured -- display IDs,
+    # daisy chain, warm-up, TLS. From ``wallctl simulate``: ``--option KEY=VALUE`` and
+    # the flags extensions add. A factory reads the keys it knows, ignores the rest.
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 SimulatorFactory = Callable[[SimOptions], DeviceSimulator]
+# ``host(options, address, port)``: start a simulator that is not a byte stream (HTTPS,
+# WebSocket) listening there, and return it running. Raises ValueError on options it
+# cannot honour, OSError when it cannot listen.
+SimulatorHost = Callable[[SimOptions, str, int], Awaitable[RunningSimulator]]
 
 
 @dataclass(frozen=True)
@@ -34,8 +46,20 @@ class Protocol:
     name: str
     driver: type[Driver]
     config_model: type[DriverConfig]
+    # The byte-stream device model (TCP, pty, serial); may raise NotImplementedError
+    # for a protocol that only has a ``host``.
     simulator: SimulatorFactory
     manifest: Manifest
+    host: SimulatorHost | None = None
+
+    async def serve(
+        self, options: SimOptions, address: str = "127.0.0.1", port: int = 0
+    ) -> RunningSimulator:
+        """The protocol's simulator listening on ``address:port`` (0: a free port): its
+        own host when it has one, else its device model on a TCP port."""
+        if self.host is not None:
+            return await self.host(options, address, port)
+        return await serve_tcp(self.simulator(options), address, port)
 
 
 PROTOCOLS: dict[str, Protocol] = {}
@@ -55,9 +79,11 @@ PACKAGES = [
 ]
 
 
-def register(driver: type[Driver], simulator: SimulatorFactory) -> Protocol:
+def register(
+    driver: type[Driver], simulator: SimulatorFactory, *, host: SimulatorHost | None = None
+) -> Protocol:
     m = driver.manifest
-    entry = Protocol(m.protocol, driver, driver.config_model, simulator, m)
+    entry = Protocol(m.protocol, driver, driver.config_model, simulator, m, host)
     PROTOCOLS[m.protocol] = entry
     return entry
 

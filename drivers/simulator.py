@@ -8,6 +8,11 @@ replies. This module moves the bytes:
 - :func:`serve_pty` opens a pseudo-terminal and prints/returns the path a driver opens;
 - :func:`serve_serial` speaks on an existing serial device (one end of a socat pair).
 
+Simulators that are not byte streams (HTTPS, WebSocket) host themselves and hand back a
+:class:`HostedSimulator`; both kinds satisfy :class:`RunningSimulator` (where it listens,
+``describe()``, ``close()``), which is all ``simulate = true`` and ``wallctl simulate``
+need (see ``registry.Protocol.serve``).
+
 On a line with a baud rate (pty or serial path) bytes are paced at 10 bits per byte,
 both ways, because a pty ignores the baud rate (a 9600-baud simulator that answers at
 memory speed makes every timing meaningless). ``reply_delay_s`` adds the device's own
@@ -23,9 +28,9 @@ import os
 import termios
 import time
 import tty
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from wallctl.logs import get_logger
 
@@ -124,6 +129,12 @@ class SimSession:
         self.sim.sessions.discard(self)
         with contextlib.suppress(OSError):
             self._close()
+        try:
+            self.sim.on_disconnect(self)
+        except Exception as e:  # a simulator bug shows in the log, the others stay up
+            log.exception(
+                "simulator failed on disconnect", protocol=self.sim.protocol, error=repr(e)
+            )
 
     def received(self, data: bytes) -> None:
         if self.sim.mute or self.sim.booting:
@@ -160,6 +171,10 @@ class DeviceSimulator:
     def on_data(self, session: SimSession, data: bytes) -> None:
         """Bytes from the client; reply with ``session.send``."""
         raise NotImplementedError
+
+    def on_disconnect(self, session: SimSession) -> None:
+        """``session`` has gone (hung up, idle timeout, reboot, server closed); it is no
+        longer in ``sessions``. Release what it held and tell the others."""
 
     def reset(self) -> None:
         """Back to power-on state (ties, modes) -- called by ``reboot``."""
@@ -210,6 +225,34 @@ class DeviceSimulator:
 # --- hosting -----------------------------------------------------------------------------
 
 
+class RunningSimulator(Protocol):
+    """A simulator being served: where a driver reaches it, and how to stop it."""
+
+    host: str
+    port: int
+
+    def describe(self) -> str: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class HostedSimulator:
+    """A simulator that hosts itself (an HTTP or WebSocket server of its own)."""
+
+    host: str
+    port: int
+    # What an integrator reads: "huawei-te on https://127.0.0.1:8443/action.cgi".
+    description: str
+    stop: Callable[[], Awaitable[None]]
+
+    def describe(self) -> str:
+        return self.description
+
+    async def close(self) -> None:
+        await self.stop()
+
+
 class SimServer:
     """A running simulator host; ``close()`` stops it and drops every client."""
 
@@ -222,6 +265,11 @@ class SimServer:
         self._fds: list[int] = []
         self._session: SimSession | None = None
         self._clients: set[asyncio.Task[None]] = set()
+
+    def describe(self) -> str:
+        if self.path:
+            return f"{self.sim.protocol} simulator on {self.path}"
+        return f"{self.sim.protocol} simulator on tcp {self.host}:{self.port}"
 
     async def close(self) -> None:
         if self._server is not None:
@@ -236,7 +284,8 @@ class SimServer:
         await asyncio.gather(*self._clients, return_exceptions=True)
         if self._server is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await self._server.wait_closed()
         loop = asyncio.get_running_loop()
         for fd in self._fds:
             loop.remove_reader(fd)
@@ -260,7 +309,8 @@ async def serve_tcp(sim: DeviceSimulator, host: str = "127.0.0.1", port: int = 0
         try:
             while not session.closed:
                 try:
-                    data = await asyncio.wait_for(reader.read(4096), sim.idle_timeout_s or None)
+                    async with asyncio.timeout(sim.idle_timeout_s or None):
+                        data = await reader.read(4096)
                 except TimeoutError:
                     break  # idle for too long: the device hangs up
                 except (ConnectionError, OSError):
@@ -269,6 +319,9 @@ async def serve_tcp(sim: DeviceSimulator, host: str = "127.0.0.1", port: int = 0
                     break
                 session.received(data)
         except asyncio.CancelledError:
+            # Deliberately not re-raised: a start_server handler that ends cancelled
+            # makes 3.11's streams callback (task.exception()) log a spurious error.
+            # Only SimServer.close cancels this task, and nothing awaits it but close.
             pass
         finally:
             session.close()

@@ -501,3 +501,19 @@ def test_window_index_follows_every_state() -> None:
     c = replace_window(b, 0, b.windows[0].model_copy(update={"x": 1}))
     assert replaced_index(b.windows, c.windows) == 0
     assert [w.id for w in c.windows] == [w.id for w in b.windows]
+
+
+def test_same_windows_agrees_with_equality() -> None:
+    from wallctl.wallstate import same_windows
+
+    st = WallState(wall="main")
+    for i in range(10):
+        st, _ = edits.open_window(st, CTX, x=i * 10, y=0, w=16, h=16)
+    moved = edits.move(st, CTX, "w3", 20, 0)  # where it already is: equal, not identical
+    assert moved.windows is not st.windows and same_windows(st.windows, moved.windows)
+    really = edits.move(st, CTX, "w3", 21, 0)
+    assert not same_windows(st.windows, really.windows)
+    assert not same_windows(st.windows, edits.close(st, "w3").windows)
+    assert same_windows(st.windows, st.windows)
+    # And a no-op edit makes no revision at the service either (tests/api covers that).
+    assert same_windows(really.windows, edits.move(really, CTX, "w3", 21, 0).windows)

@@ -390,3 +390,24 @@ def test_string_stream_with_journal_env_has_no_prefix(monkeypatch: pytest.Monkey
     setup_logging("info", "kv", out)
     get_logger("t").info("i")
     assert out.getvalue().startswith("ts=")
+
+
+def test_a_library_basicconfig_handler_is_dropped(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+    import sys
+
+    root = logging.getLogger()
+    saved = list(root.handlers)
+    foreign = logging.StreamHandler(sys.stderr)
+    root.addHandler(foreign)
+    try:
+        setup_logging("info", "kv", stream=sys.stdout)
+        assert foreign not in root.handlers
+        logging.getLogger("wallctl.test").info("once only")
+        out = capsys.readouterr()
+        assert out.out.count("once only") == 1
+        assert "once only" not in out.err
+    finally:
+        for h in list(root.handlers):
+            if h not in saved:
+                root.removeHandler(h)

@@ -143,10 +143,10 @@ class LayoutsConfig(Section):
     dirs: list[Path] = Field(default_factory=list)
 
 
-# Here, not at the top: the render sections build on Section and Ident defined above.
-from wallctl.render.config import RenderConfig, render_problems  # noqa: E402
-from wallctl.devices.config import DeviceConfig, device_problems  # noqa: E402
+# Here, not at the top: these sections build on Section and Ident defined above.
 from wallctl.conference.config import ConferenceConfig, conference_problems  # noqa: E402
+from wallctl.devices.config import DeviceConfig, device_problems  # noqa: E402
+from wallctl.render.config import RenderConfig, render_problems  # noqa: E402
 from wallctl.terminals.config import TerminalsConfig  # noqa: E402
 
 
@@ -524,6 +524,9 @@ def _cross_checks(config: Config, warnings: list[Problem]) -> list[Problem]:
     problems += device_problems(config.devices)
     problems += render_problems(config)
     problems += conference_problems(config)
+    from wallctl.cameras.service import camera_problems  # onvif sources name onvif devices
+
+    problems += camera_problems(config)
     return problems
 
 

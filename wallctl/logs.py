@@ -116,7 +116,8 @@ def setup_logging(level: str = "info", fmt: LogFormat = "kv", stream: TextIO | N
 
     Called again at runtime (SIGHUP reload) it changes level, format and stream in place:
     the one handler it owns is reused, never stacked. Handlers others installed on the
-    root logger (a test harness's capture) are left alone.
+    root logger (a test harness's capture) are left alone, except the plain console
+    handler of a library's ``basicConfig()``.
     """
     numeric_level = parse_level(level)
     if fmt not in ("kv", "json"):
@@ -125,6 +126,11 @@ def setup_logging(level: str = "info", fmt: LogFormat = "kv", stream: TextIO | N
     formatter = StructFormatter(fmt, journal=fmt == "kv" and _is_journal_stream(target))
 
     root = logging.getLogger()
+    for h in list(root.handlers):
+        # A library that calls logging.basicConfig() at import (onvif-zeep-async does)
+        # leaves a plain stderr handler that would print every line a second time.
+        if type(h) is logging.StreamHandler and h.stream in (sys.stderr, sys.stdout):
+            root.removeHandler(h)
     handler = next((h for h in root.handlers if isinstance(h, _Handler)), None)
     if handler is None:
         handler = _Handler(target)

@@ -21,7 +21,7 @@ from wallctl.layout import LayoutTemplate, fit
 from wallctl.logs import get_logger
 from wallctl.store import SYSTEM, Actor, Preset, Store
 from wallctl.wall import Wall
-from wallctl.wallstate import WallState, evolve
+from wallctl.wallstate import WallState, evolve, same_windows
 
 log = get_logger("wallctl.walls")
 
@@ -163,7 +163,7 @@ class WallService:
                 field="if_revision",
             )
         new = edit(head, self.context(wid))
-        if new.windows == head.windows and new.layout == head.layout:
+        if new.layout == head.layout and same_windows(head.windows, new.windows):
             return head
         new = evolve(new, revision=head.revision + 1)
         self._head[wid] = new

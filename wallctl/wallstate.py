@@ -74,6 +74,17 @@ def replaced_index(old: tuple[Window, ...], new: tuple[Window, ...]) -> int | No
     return None
 
 
+def same_windows(a: tuple[Window, ...], b: tuple[Window, ...]) -> bool:
+    """``a == b``, in one comparison when ``b`` was made from ``a`` by replace_window."""
+    if a is b:
+        return True
+    i = replaced_index(a, b)
+    if i is not None:
+        # The fields only, as pydantic's __eq__ compares them (no extras, no privates).
+        return a[i].__dict__ == b[i].__dict__
+    return a == b
+
+
 def replace_window(state: WallState, i: int, window: Window, **changes: Any) -> WallState:
     """``state`` with ``windows[i]`` replaced by ``window`` (the same id) and ``changes``.
 

@@ -305,7 +305,8 @@ class CiscoXapiDriver(Driver):
                 "codec link down", device=self.device_id, reason=reason, retry_s=round(delay, 2)
             )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop_ws.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._stop_ws.wait()
 
     async def _ws_session(self, backoff: Backoff) -> str:
         headers: dict[str, str] = {}
@@ -323,8 +324,8 @@ class CiscoXapiDriver(Driver):
             try:
                 # Bounded as a whole: a hung codec accepts TCP (in the kernel) and then
                 # never answers the upgrade.
-                ws = await asyncio.wait_for(
-                    session.ws_connect(
+                async with asyncio.timeout(self.cfg.timeout_ms / 1000):
+                    ws = await session.ws_connect(
                         self._ws_url(),
                         headers=headers,
                         protocols=protocols,
@@ -332,9 +333,7 @@ class CiscoXapiDriver(Driver):
                         heartbeat=self.cfg.keepalive_s or None,
                         max_msg_size=rpc.MAX_MESSAGE,
                         timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
-                    ),
-                    self.cfg.timeout_ms / 1000,
-                )
+                    )
             except aiohttp.WSServerHandshakeError as e:
                 if e.status in (401, 403):
                     raise AuthFailed(
@@ -367,8 +366,13 @@ class CiscoXapiDriver(Driver):
                 self._ws_ready = False
                 self._ws = None
                 reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await reader
+                # Not ``suppress(CancelledError)`` around ``await reader``: that would
+                # also swallow a cancellation of this task (the driver being stopped).
+                await asyncio.wait({reader})
+                if not reader.cancelled() and reader.exception() is not None:
+                    log.warning(
+                        "codec reader failed", device=self.device_id, error=repr(reader.exception())
+                    )
                 await ws.close()
                 for fut in self._pending.values():
                     if not fut.done():
@@ -409,12 +413,16 @@ class CiscoXapiDriver(Driver):
             self._pending.pop(rid, None)
             raise DeviceOffline(f"{self.device_id}: send failed ({e})") from None
         try:
-            answer = await asyncio.wait_for(fut, self.cfg.timeout_ms / 1000)
+            # asyncio.timeout, not wait_for: 3.11's wait_for drops a cancellation that
+            # lands in the same loop iteration as the answer (or the link-lost failure).
+            async with asyncio.timeout(self.cfg.timeout_ms / 1000):
+                answer = await fut
         except TimeoutError:
-            self._pending.pop(rid, None)
             raise DeviceTimeout(
                 f"{self.device_id} did not answer within {self.cfg.timeout_ms} ms"
             ) from None
+        finally:
+            self._pending.pop(rid, None)
         if answer.error is not None:
             raise DeviceRejected(str(answer.error.get("code")), rpc.error_reason(answer.error))
         return answer.result

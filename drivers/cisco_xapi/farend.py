@@ -68,3 +68,26 @@ class FarEnd:
 
     def call_rate(self, requested: int | None) -> int:
         return min(requested or self.max_call_rate, self.max_call_rate)
+
+
+# Simulator options (``SimOptions.options``) that shape the simulated network, in ms.
+FAREND_OPTIONS = {"setup_ms": "setup_s", "ring_ms": "ring_s", "drop_after_ms": "drop_after_s"}
+
+
+def farend_from_options(options: Mapping[str, object]) -> FarEnd:
+    """A FarEnd from ``setup_ms``, ``ring_ms``, ``drop_after_ms`` (0..600000) and
+    ``max_call_rate`` (kbps, 64..100000); absent keys keep the defaults. ValueError
+    names the key at fault."""
+    farend = FarEnd()
+    for key, attr in FAREND_OPTIONS.items():
+        if key in options:
+            value = options[key]
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 600000:
+                raise ValueError(f"{key} must be a whole number of ms, 0..600000")
+            setattr(farend, attr, value / 1000)
+    if "max_call_rate" in options:
+        rate = options["max_call_rate"]
+        if not isinstance(rate, int) or isinstance(rate, bool) or not 64 <= rate <= 100000:
+            raise ValueError("max_call_rate must be 64..100000 kbps")
+        farend.max_call_rate = rate
+    return farend

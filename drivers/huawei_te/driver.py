@@ -224,7 +224,8 @@ class HuaweiTeDriver(Driver):
                     self.set_status(DriverStatus.OK, self._base())
                     while not self._stopping.is_set():
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._poke.wait(), self.cfg.poll_ms / 1000)
+                            async with asyncio.timeout(self.cfg.poll_ms / 1000):
+                                await self._poke.wait()
                         self._poke.clear()
                         if self._stopping.is_set():
                             break
@@ -247,7 +248,8 @@ class HuaweiTeDriver(Driver):
             self.set_status(status, f"{reason}; retrying in {delay:.1f} s")
             log.info("endpoint link down", device=self.device_id, reason=reason, retry_s=delay)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._stopping.wait()
 
     async def stop(self) -> None:
         self._stopping.set()

@@ -66,20 +66,6 @@ def off_reason_name(code: int) -> str:
         return f"code_{code:02x}"
 
 
-def _keep_cancellation() -> None:
-    """Re-raise a cancellation that Python 3.11's ``asyncio.wait_for`` swallowed.
-
-    When a task is cancelled just as the reply it waits for is settled (a reply, or the
-    link's "offline" failure), 3.11's wait_for returns or raises that and drops the
-    cancel (fixed in 3.12); the task then runs on, and a link being stopped never
-    finishes closing. ``cancelling()`` still counts the request: honour it after every
-    exchange.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
 class LgConfig(DriverConfig):
     set_id: int = Field(default=1, ge=1, le=0xFF, description="the display's Set ID")
     # Further displays on the same RS-232 daisy chain, driven together with the first.
@@ -189,12 +175,9 @@ class LgDriver(DisplayDriver):
         wait = self._busy_until - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)  # the chain is booting: nobody would listen
-        try:
-            event = await self.link.request(
-                data, _matcher(cmd, set_id), early=early, timeout_s=timeout_s
-            )
-        finally:
-            _keep_cancellation()
+        event = await self.link.request(
+            data, _matcher(cmd, set_id), early=early, timeout_s=timeout_s
+        )
         assert isinstance(event, LgReply)
         if not event.ok:
             raise DeviceRejected(

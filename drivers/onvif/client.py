@@ -159,7 +159,10 @@ class CameraClient:
     async def call(self, what: str, aw: Awaitable[T], limit_s: float | None = None) -> T:
         """Await a SOAP call with our timeout, mapping every failure to a DriverError."""
         try:
-            return await asyncio.wait_for(aw, limit_s or self.timeout_s)
+            # asyncio.timeout, not wait_for: 3.11's wait_for drops a cancellation that
+            # arrives in the same loop iteration as the SOAP answer.
+            async with asyncio.timeout(limit_s or self.timeout_s):
+                return await aw
         except TimeoutError:
             raise DeviceTimeout(
                 f"{what}: no answer within {limit_s or self.timeout_s:g} s"
@@ -180,6 +183,13 @@ class CameraClient:
             raise DeviceOffline(f"{what}: cannot reach {self.address} ({exc})") from None
         except (zeep.exceptions.TransportError, zeep.exceptions.XMLSyntaxError) as exc:
             raise NotOnvif(f"{self.address} does not answer as an ONVIF device ({exc})") from None
+        except (AttributeError, TypeError, ValueError) as exc:
+            # zeep fails this way on a reply that is not XML at all (a bare "404" page).
+            raise NotOnvif(
+                f"{self.address} does not answer as an ONVIF device ({type(exc).__name__})"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise DeviceOffline(f"{what}: {self.address}: {exc}") from None
         except ONVIFError as exc:
             if _is_auth(exc):
                 raise AuthFailed("the camera refused the user name or password") from None
@@ -215,7 +225,14 @@ class CameraClient:
         except (DeviceRejected, AttributeError, TypeError, ValueError):
             # Some cameras answer the clock only with credentials, or omit UTCDateTime.
             offset = None
+        if offset is not None and abs(offset) > CLOCK_WARN_S:
+            # WS-Security tokens carry our time; a camera far off refuses them as replays.
+            # Let the library stamp tokens on the camera's clock (it measures the offset
+            # itself), as Home Assistant does for cameras without NTP.
+            self._cam.adjust_time = True
         await self.call("GetServices", self._cam.update_xaddrs())
+        # update_xaddrs may have rebuilt the device service (with the clock offset).
+        dm = await self.call("device service", self._cam.create_devicemgmt_service())
         raw = await self.call("GetDeviceInformation", dm.GetDeviceInformation())
         services = {str(k): str(v) for k, v in self._cam.xaddrs.items()}
         self.info = DeviceInfo(
@@ -230,6 +247,11 @@ class CameraClient:
         )
         await self.load_profiles()
         return self.info
+
+    async def keepalive(self) -> None:
+        """A cheap request proving the link (cameras without events are checked so)."""
+        dm = await self.call("device service", self._cam.create_devicemgmt_service())
+        await self.call("GetSystemDateAndTime", dm.GetSystemDateAndTime())
 
     async def load_profiles(self) -> list[Profile]:
         self._media = await self.call("media service", self._cam.create_media_service())
@@ -388,6 +410,7 @@ class CameraClient:
 
     async def close(self) -> None:
         try:
-            await asyncio.wait_for(self._cam.close(), 2.0)
+            async with asyncio.timeout(2.0):
+                await self._cam.close()
         except (TimeoutError, OSError, ONVIFError):
             pass

@@ -15,6 +15,7 @@ import socket
 import struct
 import uuid
 from dataclasses import dataclass, field
+from typing import cast
 from xml.sax.saxutils import escape
 
 from lxml import etree  # type: ignore[import-untyped]
@@ -178,8 +179,7 @@ class _Answer(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | None, int]) -> None:
         probe = parse_probe(data)

@@ -200,7 +200,8 @@ class OnvifDriver(Driver):
             self.set_status(status, f"{reason}; retrying in {delay:.1f} s")
             log.info("camera link down", device=self.device_id, reason=reason, retry_s=delay)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._stopping.wait()
 
     async def _connect(self, client: CameraClient) -> None:
         info = await client.connect()
@@ -240,9 +241,10 @@ class OnvifDriver(Driver):
             self.set_state("events", "off" if not self.cfg.events else "unsupported")
             while not self._stopping.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self.cfg.keepalive_s or 10.0)
+                    async with asyncio.timeout(self.cfg.keepalive_s or 10.0):
+                        await self._stopping.wait()
                 if not self._stopping.is_set():
-                    await client.call("keepalive", client._cam.devicemgmt.GetSystemDateAndTime())
+                    await client.keepalive()
             return
         await self._pull_events(client)
 
@@ -276,7 +278,8 @@ class OnvifDriver(Driver):
             if sub is None:
                 if now < retry_at:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stopping.wait(), retry_at - now)
+                        async with asyncio.timeout(retry_at - now):
+                            await self._stopping.wait()
                     continue
                 try:
                     sub = await self._subscribe(client)

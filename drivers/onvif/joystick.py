@@ -10,7 +10,6 @@ a camera turning. Transport-free: ``send_move`` and ``send_stop`` do the I/O.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 
 from drivers.errors import DriverError
@@ -108,8 +107,11 @@ class Joystick:
         for task in (self._flusher, None if from_deadman else self._deadman):
             if task is not None and not task.done() and task is not asyncio.current_task():
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                # Waits without taking on the task's cancellation, so a cancellation of
+                # the caller itself still propagates.
+                await asyncio.wait({task})
+                if not task.cancelled():
+                    task.result()
         self.moving = False
         async with self._lock:
             await self._send_stop()
@@ -119,5 +121,8 @@ class Joystick:
         for task in (self._flusher, self._deadman):
             if task is not None and not task.done():
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                # Waits without taking on the task's cancellation, so a cancellation of
+                # the caller itself still propagates.
+                await asyncio.wait({task})
+                if not task.cancelled():
+                    task.result()

@@ -8,10 +8,19 @@ from drivers.samsung_mdc.simulator import SamsungMdcSimulator
 
 
 def _simulator(opts: SimOptions) -> SamsungMdcSimulator:
-    # ``inputs`` is a matrix notion; the display answers to any ID it is asked for (a password
-    # turns on the secured protocol, whose TLS the simulator does not speak).
+    # ``inputs`` is a matrix notion. Without a configured display_id the display answers
+    # to any ID it is asked for; with one (and a chain) only those IDs answer, as on a
+    # real daisy chain. A password turns on the secured protocol, whose TLS the
+    # simulator does not speak.
+    o = opts.options
+    ids: tuple[int, ...] | None = None
+    if "display_id" in o or "chain" in o:
+        ids = (int(o.get("display_id", 1)), *(int(i) for i in o.get("chain", ())))
     return SamsungMdcSimulator(
-        ids=None, secured=opts.password is not None, reply_delay_s=opts.reply_delay_s
+        ids=ids,
+        warmup_s=float(o.get("warmup_s", 0.0)),
+        secured=opts.password is not None,
+        reply_delay_s=opts.reply_delay_s,
     )
 
 

@@ -83,20 +83,6 @@ def input_name(code: int) -> str:
     return REPORTED.get(code, f"code_{code:02x}")
 
 
-def _keep_cancellation() -> None:
-    """Re-raise a cancellation that Python 3.11's ``asyncio.wait_for`` swallowed.
-
-    When a task is cancelled just as the reply it waits for is settled (a reply, or the
-    link's "offline" failure), 3.11's wait_for returns or raises that and drops the
-    cancel (fixed in 3.12); the task then runs on, and a link being stopped never
-    finishes closing. ``cancelling()`` still counts the request: honour it after every
-    exchange.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
 class SamsungMdcConfig(DriverConfig):
     display_id: int = Field(default=1, ge=0, le=0xFD, description="the display's MDC ID")
     # Further displays on the same RS-232 daisy chain, driven together with the first.
@@ -227,8 +213,6 @@ class SamsungMdcDriver(DisplayDriver):
                 if self._tls_seen:
                     raise self._secured() from None
                 raise
-            finally:
-                _keep_cancellation()
             if isinstance(event, ChecksumError):
                 self.checksum_errors += 1
                 log.warning("mdc reply failed its checksum; sending again", device=self.device_id)

@@ -51,20 +51,6 @@ _LOCK_NAMES = {
 }
 
 
-def _keep_cancellation() -> None:
-    """Re-raise a cancellation that Python 3.11's ``asyncio.wait_for`` swallowed.
-
-    When a task is cancelled just as the reply it waits for is settled (a reply, or the
-    link's "offline" failure), 3.11's wait_for returns or raises that and drops the
-    cancel (fixed in 3.12); the task then runs on, and a link being stopped never
-    finishes closing. ``cancelling()`` still counts the request: honour it after every
-    exchange.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
 class VideohubConfig(MatrixConfig):
     # Blackmagic's own panels and Companion: PING every 15 s, give up after 30 s of silence.
     keepalive_s: float = Field(default=15.0, ge=0, le=3600)
@@ -149,10 +135,7 @@ class VideohubDriver(MatrixDriver):
 
     async def _request(self, data: bytes, *, early: bool = False) -> Ack:
         assert self.link is not None
-        try:
-            event = await self.link.request(data, _answer, early=early)
-        finally:
-            _keep_cancellation()
+        event = await self.link.request(data, _answer, early=early)
         if isinstance(event, Nak):
             raise DeviceRejected("NAK", "the Videohub did not accept the request")
         assert isinstance(event, Ack)
@@ -308,7 +291,8 @@ class VideohubDriver(MatrixDriver):
                 )
             self._routes_changed.clear()
             try:
-                await asyncio.wait_for(self._routes_changed.wait(), left)
+                async with asyncio.timeout(left):
+                    await self._routes_changed.wait()
             except TimeoutError:
                 pass
 

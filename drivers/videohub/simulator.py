@@ -8,7 +8,8 @@ It reads the wire with its own small line splitter and writes with the codec's g
 tables; it never uses the codec's decoder, so a parser bug cannot hide behind it.
 
 Lock ownership is per connection (a real Videohub keys it on the client's IP address;
-on one test host every client has the same address).
+on one test host every client has the same address). A departed client's locks are
+released at once and the change broadcast (``on_disconnect``).
 """
 
 from __future__ import annotations
@@ -322,6 +323,15 @@ class VideohubSimulator(DeviceSimulator):
     def reset(self) -> None:
         # Routes and labels survive a power cycle on a real Videohub; locks do not.
         self.lock_owner.clear()
+
+    def on_disconnect(self, session: SimSession) -> None:
+        # A departed client's locks go with it, and the others hear so at once (rather
+        # than on their next dump) so their panels show the outputs free again.
+        released = sorted(o for o, owner in self.lock_owner.items() if owner is session)
+        for out in released:
+            del self.lock_owner[out]
+        if released:
+            self._broadcast_locks(released)
 
     def replug(self) -> None:
         """A Videohub Server saw its router change: every block but the preamble again."""

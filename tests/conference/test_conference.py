@@ -272,21 +272,16 @@ async def test_auto_answer(tmp_path: Path) -> None:
         await stop_rig(rig)
 
 
-async def test_broken_references_show_in_health_and_status(tmp_path: Path) -> None:
+def test_broken_references_refuse_the_config(tmp_path: Path) -> None:
+    # `wallctl check` and the daemon's start refuse them before anything is dialled.
+    from wallctl.config import ConfigError, parse_config
+
     from .conftest import raw_config
 
-    conference = raw_config(tmp_path, 1, 1)["conference"]
-    conference["codecs"][1]["source"] = "no-such-source"
-    rig = await start_rig(tmp_path, conference=conference)
-    try:
-        problems = rig.conf.status()["problems"]
-        assert problems == [
-            "conference.codecs[1].source: no source 'no-such-source' in [[sources]]"
-        ]
-        rt = rig.daemon.runtime
-        assert rt is not None
-        comp = next(c for c in rt.components if c.name == "conference")
-        health = comp.health()
-        assert health.status.value == "degraded" and "no-such-source" in health.detail
-    finally:
-        await stop_rig(rig)
+    raw = raw_config(tmp_path, 1, 1)
+    raw["conference"]["codecs"][1]["source"] = "no-such-source"
+    with pytest.raises(ConfigError) as e:
+        parse_config(raw)
+    assert [str(p) for p in e.value.problems] == [
+        "conference.codecs[1].source: no source 'no-such-source' in [[sources]]"
+    ]

@@ -20,6 +20,10 @@ BASE: dict[str, Any] = {
             "height_px": 1080,
         }
     },
+    "devices": [
+        {"id": "codec-a", "name": "A", "protocol": "cisco-xapi", "host": "192.0.2.1"},
+        {"id": "codec-b", "name": "B", "protocol": "huawei-te", "host": "192.0.2.3"},
+    ],
     "conference": {
         "codecs": [
             {"id": "upper", "name": "上级会议", "device": "codec-a"},
@@ -101,8 +105,7 @@ def test_mistakes_are_named(change: Any, expected: str) -> None:
 
 
 def test_references_to_devices_sources_and_walls() -> None:
-    from wallctl.conference.config import conference_problems
-
+    # `wallctl check` (parse_config) refuses a conference that names what is not there.
     raw = copy.deepcopy(BASE)
     raw["sources"] = [{"id": "cap", "name": "采集", "kind": "matrix"}]
     raw["devices"] = [
@@ -114,8 +117,9 @@ def test_references_to_devices_sources_and_walls() -> None:
     )
     raw["conference"]["codecs"][1].update(device="matrix", source="nope")
     raw["conference"]["share_inputs"] = {"ghost": 3}
-    problems = [str(p) for p in conference_problems(parse_config(raw).config)]
-    assert problems == [
+    with pytest.raises(ConfigError) as e:
+        parse_config(raw)
+    assert [str(p) for p in e.value.problems] == [
         "conference.codecs[0].matrix: 'codec-a' (cisco-xapi) is not a matrix",
         "conference.codecs[0].wall: no wall 'side'",
         "conference.codecs[1].device: 'matrix' (extron-sis) is not a codec",
@@ -123,5 +127,8 @@ def test_references_to_devices_sources_and_walls() -> None:
         "conference.share_inputs.ghost: no source 'ghost'",
     ]
     raw["conference"]["codecs"][1]["device"] = "codec-z"
-    problems = [str(p) for p in conference_problems(parse_config(raw).config)]
-    assert "conference.codecs[1].device: no device 'codec-z' in [[devices]]" in problems
+    with pytest.raises(ConfigError) as e:
+        parse_config(raw)
+    assert "conference.codecs[1].device: no device 'codec-z' in [[devices]]" in [
+        str(p) for p in e.value.problems
+    ]

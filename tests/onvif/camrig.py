@@ -1,4 +1,7 @@
-"""Fake ONVIF cameras on real ports, and a daemon whose [[devices]] include them (fixtures).
+"""Fake ONVIF cameras on real ports, and a daemon whose [[devices]] include them.
+
+No conftest.py here: other folders import names from a `conftest` module of their own,
+and a second rootless conftest would shadow theirs. Test modules import these fixtures.
 
 - ``camera``: a started :class:`FakeCamera` (user admin, password ``CAM_PW``).
 - ``rig``: a daemon (render off) with cameras ``ptz1`` (PTZ, events) and ``fixed1`` (no
@@ -37,8 +40,8 @@ async def eventually(check: Callable[[], Any], within: float = 8.0) -> None:
         await asyncio.sleep(0.01)
 
 
-@pytest.fixture
-async def camera() -> AsyncIterator[FakeCamera]:
+@pytest.fixture(name="camera")
+async def camera_fixture() -> AsyncIterator[FakeCamera]:
     cam = await FakeCamera(password=CAM_PW).start()
     try:
         yield cam
@@ -123,7 +126,9 @@ class Rig:
 
 
 async def start_rig(
-    tmp_path: Path, devices: list[dict[str, Any]] | None = None, cameras: dict[str, FakeCamera] | None = None,
+    tmp_path: Path,
+    devices: list[dict[str, Any]] | None = None,
+    cameras: dict[str, FakeCamera] | None = None,
     wait: bool = True,
 ) -> Rig:
     if cameras is None:
@@ -139,10 +144,11 @@ async def start_rig(
         "render": {"enabled": False},
         "wall": wall_config(),
         "sources": [
-            {"id": "cam-ptz", "name": "云台", "kind": "onvif", "url": "onvif://ptz1"},
-            {"id": "cam-fixed", "name": "枪机", "kind": "onvif", "url": "onvif://fixed1"},
-            {"id": "bars", "name": "Bars", "kind": "test_pattern"},
-        ],
+            {"id": sid, "name": name, "kind": "onvif", "url": f"onvif://{dev}"}
+            for sid, name, dev in (("cam-ptz", "云台", "ptz1"), ("cam-fixed", "枪机", "fixed1"))
+            if any(d["id"] == dev for d in devices)
+        ]
+        + [{"id": "bars", "name": "Bars", "kind": "test_pattern"}],
         "devices": devices,
     }
     daemon = Daemon(parse_config(raw))
@@ -169,8 +175,8 @@ async def stop_rig(rig: Rig) -> None:
         await cam.stop()
 
 
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+@pytest.fixture(name="rig")
+async def rig_fixture(tmp_path: Path) -> AsyncIterator[Rig]:
     r = await start_rig(tmp_path)
     try:
         yield r

@@ -233,3 +233,38 @@ async def test_stream_of_one_head_at_native_size(monkeypatch: pytest.MonkeyPatch
     assert rgb.shape == (180, 640, 3)  # the head's own size: two tiles side by side
     r, g, _b = rgb[90, 320].astype(int)
     assert g > 180 and r < 80  # the bottom head shows the green window only
+
+
+@pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs Debian ffmpeg (libsrt)")
+async def test_srt_listener_is_pulled_by_a_caller(comp: Compositor) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = StreamConfig(id="srt", wall="main", width=320, mode="srt", target=f"127.0.0.1:{port}")
+    outs = StreamOutputs([cfg], {"main": comp})
+    await outs.start()
+    try:
+        # The relay listens once its ffmpeg has read the start of the stream: call until
+        # it answers (as a decoder does).
+        for _ in range(20):
+            probe = await asyncio.to_thread(
+                subprocess.run,
+            [
+                "ffprobe", "-v", "error", "-probesize", "200000", "-analyzeduration", "1000000",
+                "-select_streams", "v:0", "-show_entries", "stream=codec_name,width,height",
+                "-of", "json", f"srt://127.0.0.1:{port}?mode=caller&connect_timeout=5000",
+            ],
+            capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            if probe.returncode == 0:
+                break
+            await asyncio.sleep(0.5)
+        assert probe.returncode == 0, (probe.stderr, outs.outputs["srt"].relay)
+        info = json.loads(probe.stdout)["streams"][0]
+        assert info == {"codec_name": "h264", "width": 320, "height": 180}
+        # The caller left: the relay listens again for the next one.
+        relay = outs.outputs["srt"].relay
+        assert relay is not None
+        await asyncio.to_thread(wait_for, lambda: relay.restarts >= 1, 10)
+    finally:
+        await outs.stop()

@@ -60,6 +60,11 @@ def test_demo_enables_the_preview() -> None:
             "render.streams[1].id: 's' is already used by streams[0]",
         ),
         ({"streams": [{"id": "s", "mode": "udp"}]}, "a udp stream needs target"),
+        ({"streams": [{"id": "s", "mode": "srt"}]}, "a srt stream needs target"),
+        (
+            {"streams": [{"id": "s", "mode": "srt", "target": "x:1", "srt_mode": "rendezvous"}]},
+            "render.streams[0].srt_mode: must be one of",
+        ),
         ({"streams": [{"id": "s", "mode": "rtmp"}]}, "render.streams[0].mode: must be one of"),
         ({"streams": [{"id": "s", "width": 10}]}, "render.streams[0].width: must be >= 64"),
         ({"streams": [{"id": "bad id"}]}, "render.streams[0].id: must be 1-64 letters"),

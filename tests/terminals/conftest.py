@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import fractions
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
+import av
 import pytest
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 HERE = Path(__file__).parent
 NETNS_ENV = "WALLCTL_TEST_NETNS"
@@ -78,3 +84,43 @@ def run_in_netns(
         env=env,
         cwd=HERE.parent.parent,
     )
+
+
+class ClipTrack(MediaStreamTrack):
+    """A publisher's camera: the clip's H.264 packets, looped, paced at their own rate.
+
+    (aiortc's MediaPlayer with ``loop=True`` stops pacing after the first loop, because
+    its timestamps start again at 0, and then sends as fast as it can.)
+    """
+
+    kind = "video"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.packets: list[tuple[bytes, int]] = []
+        with av.open(str(path)) as c:
+            first = None
+            for p in c.demux(c.streams.video[0]):
+                if p.size and p.pts is not None:
+                    first = p.pts if first is None else first
+                    self.packets.append((bytes(p), int(p.pts - first)))
+        self.period = self.packets[-1][1] + 3600  # 25 fps
+        self.i = 0
+        self.start: float | None = None
+
+    async def recv(self) -> av.Packet[Any]:
+        if self.readyState != "live":
+            raise MediaStreamError
+        data, pts = self.packets[self.i % len(self.packets)]
+        pts += (self.i // len(self.packets)) * self.period
+        self.i += 1
+        now = time.monotonic()
+        if self.start is None:
+            self.start = now
+        wait = self.start + pts / 90000 - now
+        if wait > 0:
+            await asyncio.sleep(wait)
+        packet: av.Packet[Any] = av.Packet(data)
+        packet.pts = pts
+        packet.time_base = fractions.Fraction(1, 90000)
+        return packet

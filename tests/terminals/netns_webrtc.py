@@ -7,9 +7,12 @@ so no test packet can reach the machine's external address.
 from __future__ import annotations
 
 import asyncio
+import fractions
+import json
 import os
 import shutil
 import sqlite3
+import subprocess
 import time
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -23,6 +26,7 @@ import pytest
 from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from wallctl.accounts import Accounts, Role
 from wallctl.api.server import ApiServer
@@ -35,7 +39,7 @@ from wallctl.store import Actor
 from wallctl.terminals.component import TerminalsComponent
 from wallctl.terminals.identities import Terminals
 
-from .conftest import HERE, NETNS_ENV
+from .conftest import HERE, NETNS_ENV, ClipTrack
 
 pytestmark = pytest.mark.skipif(
     os.environ.get(NETNS_ENV) != "1", reason="runs inside a netns (see test_webrtc.py)"
@@ -121,10 +125,10 @@ def _ice() -> RTCConfiguration:
 
 async def whip_publish(
     base: str, terminal: str, token: str, clip: Path
-) -> tuple[RTCPeerConnection, str, MediaPlayer]:
+) -> tuple[RTCPeerConnection, str, ClipTrack]:
     pc = RTCPeerConnection(_ice())
-    player = MediaPlayer(str(clip), decode=False, loop=True)
-    pc.addTransceiver(player.video, direction="sendonly")
+    camera = ClipTrack(clip)
+    pc.addTransceiver(camera, direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
     async with aiohttp.ClientSession() as s:
         r = await s.post(
@@ -136,7 +140,7 @@ async def whip_publish(
         assert r.status == 201, body
         location = r.headers["Location"]
     await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
-    return pc, location, player
+    return pc, location, camera
 
 
 @dataclass
@@ -144,13 +148,16 @@ class Viewing:
     pc: RTCPeerConnection
     location: str
     frames: list[av.VideoFrame] = field(default_factory=list)
+    audio: list[av.AudioFrame] = field(default_factory=list)
     first_at: float | None = None
-    task: asyncio.Task[None] | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-async def whep_view(base: str, source: str, token: str) -> Viewing:
+async def whep_view(base: str, source: str, token: str, audio: bool = False) -> Viewing:
     pc = RTCPeerConnection(_ice())
     pc.addTransceiver("video", direction="recvonly")
+    if audio:
+        pc.addTransceiver("audio", direction="recvonly")
     await pc.setLocalDescription(await pc.createOffer())
     viewing = Viewing(pc, "")
 
@@ -162,11 +169,14 @@ async def whep_view(base: str, source: str, token: str) -> Viewing:
                     frame = await track.recv()
                 except Exception:
                     return
+                if track.kind == "audio":
+                    viewing.audio.append(frame)
+                    continue
                 if viewing.first_at is None:
                     viewing.first_at = time.monotonic()
                 viewing.frames.append(frame)
 
-        viewing.task = asyncio.create_task(pull())
+        viewing.tasks.append(asyncio.create_task(pull()))
 
     async with aiohttp.ClientSession() as s:
         r = await s.post(
@@ -205,12 +215,26 @@ async def test_publish_view_record_and_delete(centre: Centre, clip: Path) -> Non
     t0 = time.monotonic()
     viewers = [await whep_view(centre.base, "mobile/patrol-7", centre.api_token) for _ in range(2)]
     await wait_for(lambda: all(len(v.frames) >= 10 for v in viewers), 20, "viewer frames")
+    # Forwarded at the publisher's rate (25 fps), not a trickle of keyframes.
+    before = [len(v.frames) for v in viewers]
+    await asyncio.sleep(2)
+    assert all(len(v.frames) - b >= 25 for v, b in zip(viewers, before, strict=True))
     for v in viewers:
         assert v.first_at is not None and v.first_at - t0 < 10
         # The viewers decode the publisher's own pictures: 640x360, never re-encoded here.
         assert (v.frames[-1].width, v.frames[-1].height) == (640, 360)
     pub = relay.publication("patrol-7")
     assert pub is not None and len(pub.viewers) == 2
+    rt = centre.daemon.runtime
+    assert rt is not None
+    api = next(c for c in rt.components if isinstance(c, ApiServer))
+    client = await connect(api.url, token=centre.api_token)
+    try:
+        (row,) = (await client.call("terminal.list"))["terminals"]
+        assert row["publishing"] is True and row["viewers"] == 2 and row["frames"] > 10
+        assert row["codecs"] == ["H264"] and row["source"] == "mobile/patrol-7"
+    finally:
+        await client.close()
 
     # The wall's decoder feed: Annex-B from a keyframe, decodable by PyAV.
     async with aiohttp.ClientSession() as s:
@@ -251,12 +275,13 @@ async def test_publish_view_record_and_delete(centre: Centre, clip: Path) -> Non
     assert n > 10
     async with aiohttp.ClientSession() as s:
         r = await s.get(
-            f"{centre.base}/recordings/{seg.id}.ts",
+            f"{centre.base}/recordings/{seg.id}.mp4",
             headers={"Authorization": f"Bearer {centre.api_token}", "Range": "bytes=0-187"},
         )
         assert r.status == 206
-        assert (await r.read())[0] == 0x47  # an MPEG-TS sync byte
-        r = await s.get(f"{centre.base}/recordings/{seg.id}.ts")
+        assert (await r.read())[4:8] == b"ftyp"  # an MP4 file, from its first byte
+        assert r.headers["Content-Range"].startswith("bytes 0-187/")
+        r = await s.get(f"{centre.base}/recordings/{seg.id}.mp4")
         assert r.status == 401
 
     # The API: recordings.search, and the terminal events a viewer may subscribe to.
@@ -270,10 +295,14 @@ async def test_publish_view_record_and_delete(centre: Centre, clip: Path) -> Non
             {"source": "mobile/patrol-7", "from": 0, "to": time.time() + 10},
         )
         assert found["segments"][0]["id"] == seg.id
-        assert found["segments"][0]["url"] == f"/recordings/{seg.id}.ts"
+        assert found["segments"][0]["url"] == f"/recordings/{seg.id}.mp4"
         assert found["segments"][0]["identity"] == "patrol-7"
         bad = await client.request("recordings.search", {"from": 10, "to": 5})
         assert bad["error"]["code"] == "invalid_field"
+        listed = await client.call("terminal.list")
+        (row,) = [t for t in listed["terminals"] if t["id"] == "patrol-7"]
+        assert row["publishing"] is False and row["whep_path"] == "/whep/mobile/patrol-7"
+        assert token not in str(listed)
     finally:
         await client.close()
 
@@ -286,7 +315,7 @@ async def test_vanished_publisher_goes_offline(centre: Centre, clip: Path) -> No
         lambda: (p := relay.publication("bodycam-3")) is not None and p.frames > 5, 20, "frames"
     )
     # The phone loses its network: no DELETE, no more RTP.
-    player.video.stop()
+    player.stop()
     gone = time.monotonic()
     await wait_for(lambda: relay.publication("bodycam-3") is None, 5, "offline within 5 s")
     assert time.monotonic() - gone < 5
@@ -315,6 +344,14 @@ async def test_second_publisher_replaces_first(centre: Centre, clip: Path) -> No
         r = await s.delete(centre.base + loc1, headers={"Authorization": f"Bearer {token}"})
         assert r.status == 404
     assert relay.publication("patrol-9") is second
+    async with aiohttp.ClientSession() as s:
+        metrics = await (await s.get(f"{centre.base}/metrics")).text()
+    assert "wallctl_terminals_publishing 1.0" in metrics
+    assert 'wallctl_terminal_viewers{terminal="patrol-9"} 0.0' in metrics
+    # Revoked: `wallctl terminals remove` (a stolen phone) ends the publication too.
+    centre.terminals.remove("patrol-9")
+    await wait_for(lambda: relay.publication("patrol-9") is None, 5, "revocation")
+    assert centre.events_of("terminal.unpublished")[-1]["reason"] == "removed"
     await pc1.close()
     await pc2.close()
 
@@ -363,6 +400,30 @@ async def test_http_faults(centre: Centre, clip: Path) -> None:
         assert r.status == 404
         r = await s.post(f"{centre.base}/whep/mobile/nobody", data=offer, headers=sdp_h)
         assert r.status == 401
+        # Oversized, not UTF-8, hostile ids, unknown sessions and recordings.
+        r = await s.post(url, data=b"v=0\r\n" + b"a=x:" + b"y" * 70000, headers=auth)
+        assert r.status == 400 and "larger than" in await r.text()
+        r = await s.post(url, data=b"v=0\r\n\xff\xfe", headers=auth)
+        assert r.status == 400 and "UTF-8" in await r.text()
+        r = await s.post(f"{centre.base}/whip/..%2Fetc", data=offer, headers=auth)
+        assert r.status == 401
+        r = await s.delete(f"{url}/nosuchsession", headers={"Authorization": f"Bearer {token}"})
+        assert r.status == 404
+        r = await s.delete(f"{url}/nosuchsession")
+        assert r.status == 401
+        viewer_auth = {"Authorization": f"Bearer {centre.api_token}"}
+        r = await s.delete(f"{centre.base}/whep/sessions/nosuch", headers=viewer_auth)
+        assert r.status == 404
+        r = await s.patch(f"{url}/x", data="a=candidate", headers=auth)
+        assert r.status == 405
+        r = await s.options(url)
+        assert r.status == 204 and r.headers["Access-Control-Allow-Origin"] == "*"
+        r = await s.get(f"{centre.base}/recordings/999.mp4", headers=viewer_auth)
+        assert r.status == 404
+        r = await s.get(f"{centre.base}/recordings/999.mp4?token=wrong")
+        assert r.status == 401
+        r = await s.get(f"{centre.base}/terminals/unit-1/feed.h264")
+        assert r.status == 404 and "not publishing" in await r.text()
     # None of it published anything.
     assert centre.comp.relay.publications == {}
     assert centre.events_of("terminal.published") == []
@@ -471,9 +532,17 @@ async def test_chromium_publishes_with_its_fake_camera(centre: Centre, tmp_path:
         )
         pub = relay.publication("phone-1")
         assert pub is not None and {"H264", "opus"} <= pub.codecs
-        viewer = await whep_view(centre.base, "mobile/phone-1", centre.api_token)
+        # Chromium sends no periodic keyframes: a picture soon after joining shows that
+        # the relay's keyframe request (RTCP PLI) reached the phone.
+        await asyncio.sleep(3)
+        joined = time.monotonic()
+        viewer = await whep_view(centre.base, "mobile/phone-1", centre.api_token, audio=True)
         await wait_for(lambda: len(viewer.frames) >= 5, 20, "the viewer's pictures")
+        assert viewer.first_at is not None and viewer.first_at - joined < 3.0
         assert viewer.frames[-1].width >= 320
+        # The terminal's voice reaches the viewer too (Opus, forwarded as it came).
+        await wait_for(lambda: len(viewer.audio) >= 10, 10, "the viewer's audio")
+        assert viewer.audio[-1].sample_rate == 48000
         await viewer.pc.close()
     finally:
         browser.kill()
@@ -482,3 +551,241 @@ async def test_chromium_publishes_with_its_fake_camera(centre: Centre, tmp_path:
     # The browser vanished without DELETE: offline by RTP inactivity, within 5 s.
     await wait_for(lambda: relay.publication("phone-1") is None, 5, "offline")
     assert centre.events_of("terminal.unpublished")[-1]["reason"] == "inactive"
+    # Its video and voice were recorded as they came: H.264 and Opus in one file.
+    index = centre.comp.index
+    await wait_for(
+        lambda: any(x.state == "closed" for x in index.search("mobile/phone-1", None, 0, 2e9)),
+        10,
+        "the segment closed",
+    )
+    (seg,) = index.search("mobile/phone-1", None, 0, 2e9)
+    assert seg.codecs == "h264,opus"
+    with av.open(seg.path) as c:
+        assert [s.codec_context.name for s in c.streams] == ["h264", "opus"]
+        counts = {"video": 0, "audio": 0}
+        for p in c.demux():
+            if p.size:
+                counts[p.stream.type] += 1
+    assert counts["video"] > 20 and counts["audio"] > 50
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed")
+async def test_chromium_watches_a_terminal_over_whep(
+    centre: Centre, clip: Path, tmp_path: Path
+) -> None:
+    token = centre.terminals.add("patrol-2", "", Actor("test"))
+    pc, _loc, _cam = await whip_publish(centre.base, "patrol-2", token, clip)
+    relay = centre.comp.relay
+    await wait_for(
+        lambda: (p := relay.publication("patrol-2")) is not None and p.frames > 3, 20, "frames"
+    )
+    reports: list[dict[str, Any]] = []
+
+    async def view_page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(HERE / "view.html")
+
+    async def report(request: web.Request) -> web.Response:
+        reports.append(json.loads(await request.text()))
+        return web.Response(text="ok")
+
+    page = web.Application()
+    page.router.add_get("/view.html", view_page)
+    page.router.add_post("/report", report)
+    runner = web.AppRunner(page)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    query = urllib.parse.urlencode(
+        {"whep": f"{centre.base}/whep/mobile/patrol-2", "token": centre.api_token}
+    )
+    browser = await asyncio.create_subprocess_exec(
+        "chromium",
+        *CHROMIUM_FLAGS,
+        "--autoplay-policy=no-user-gesture-required",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"http://127.0.0.1:{port}/view.html?{query}",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await wait_for(
+            lambda: (
+                bool(reports)
+                and (reports[-1].get("framesDecoded", 0) >= 25 or "error" in reports[-1])
+            ),
+            40,
+            "Chromium decoding the terminal",
+        )
+        last = reports[-1]
+        assert "error" not in last, last
+        assert last["width"] == 640 and last["mime"] == "video/H264"
+    finally:
+        browser.kill()
+        await browser.wait()
+        await runner.cleanup()
+        await pc.close()
+
+
+class OpusTrack(MediaStreamTrack):
+    """A commander's microphone: Opus packets made by ffmpeg, paced at 20 ms."""
+
+    kind = "audio"
+
+    def __init__(self, packets: list[bytes]) -> None:
+        super().__init__()
+        self.packets = packets
+        self.i = 0
+        self.start: float | None = None
+
+    async def recv(self) -> av.Packet[Any]:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        self.start = now if self.start is None else self.start
+        wait = self.start + self.i * 0.02 - now
+        if wait > 0:
+            await asyncio.sleep(wait)
+        packet: av.Packet[Any] = av.Packet(self.packets[self.i % len(self.packets)])
+        packet.pts = self.i * 960
+        packet.time_base = fractions.Fraction(1, 48000)
+        self.i += 1
+        return packet
+
+
+async def test_talkback_carries_the_commanders_voice_to_the_terminal(
+    centre: Centre, tmp_path: Path
+) -> None:
+    ogg = tmp_path / "voice.ogg"
+    await asyncio.to_thread(
+        subprocess.run,
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=600:sample_rate=48000",
+            "-t",
+            "2",
+            "-c:a",
+            "libopus",
+            "-frame_duration",
+            "20",
+            str(ogg),
+        ],
+        check=True,
+    )
+    with av.open(str(ogg)) as c:
+        opus = [bytes(p) for p in c.demux(c.streams.audio[0]) if p.size]
+    token = centre.terminals.add("radio-1", "", Actor("test"))
+    rt = centre.daemon.runtime
+    assert rt is not None
+    await Accounts(rt.store).add("op1", "correct horse battery", Role.OPERATOR)
+    op = await Tokens(rt.store).issue(Actor("op1", via="api", session="s2"), 3600)
+    sdp_h = {"Content-Type": "application/sdp"}
+
+    # The terminal listens (its own token), receive-only audio.
+    ear = RTCPeerConnection(_ice())
+    ear.addTransceiver("audio", direction="recvonly")
+    heard: list[Any] = []
+    pulls: list[asyncio.Future[None]] = []
+
+    @ear.on("track")
+    def on_track(track: Any) -> None:
+        async def pull() -> None:
+            while True:
+                try:
+                    heard.append(await track.recv())
+                except Exception:
+                    return
+
+        pulls.append(asyncio.ensure_future(pull()))
+
+    await ear.setLocalDescription(await ear.createOffer())
+    async with aiohttp.ClientSession() as s:
+        r = await s.post(
+            f"{centre.base}/whep/talkback/radio-1",
+            data=ear.localDescription.sdp,
+            headers={**sdp_h, "Authorization": f"Bearer {token}"},
+        )
+        assert r.status == 201, await r.text()
+        await ear.setRemoteDescription(RTCSessionDescription(await r.text(), "answer"))
+
+        # A commander speaks: an operator's API token, Opus only.
+        mouth = RTCPeerConnection(_ice())
+        mouth.addTransceiver(OpusTrack(opus), direction="sendonly")
+        await mouth.setLocalDescription(await mouth.createOffer())
+        offer = mouth.localDescription.sdp
+        r = await s.post(
+            f"{centre.base}/talkback/radio-1",
+            data=offer,
+            headers={**sdp_h, "Authorization": f"Bearer {centre.api_token}"},
+        )
+        assert r.status == 403, "a viewer may not talk to a terminal"
+        r = await s.post(
+            f"{centre.base}/talkback/nobody",
+            data=offer,
+            headers={**sdp_h, "Authorization": f"Bearer {op.token}"},
+        )
+        assert r.status == 404
+        r = await s.post(
+            f"{centre.base}/talkback/radio-1",
+            data=offer,
+            headers={**sdp_h, "Authorization": f"Bearer {token}"},
+        )
+        assert r.status == 401, "a terminal's token is not an API token"
+        r = await s.post(
+            f"{centre.base}/talkback/radio-1",
+            data=offer,
+            headers={**sdp_h, "Authorization": f"Bearer {op.token}"},
+        )
+        assert r.status == 201, await r.text()
+        location = r.headers["Location"]
+        await mouth.setRemoteDescription(RTCSessionDescription(await r.text(), "answer"))
+
+        await wait_for(lambda: len(heard) >= 25, 15, "the commander's voice at the terminal")
+        assert heard[-1].sample_rate == 48000
+        ev = centre.events_of("terminal.talkback")[-1]
+        assert ev == {"terminal": "radio-1", "by": "op1", "state": "started"}
+        r = await s.delete(centre.base + location, headers={"Authorization": f"Bearer {op.token}"})
+        assert r.status == 200
+        assert centre.events_of("terminal.talkback")[-1]["state"] == "ended"
+        r = await s.delete(centre.base + location, headers={"Authorization": f"Bearer {op.token}"})
+        assert r.status == 404
+    await mouth.close()
+
+    # The same from a commander's browser: Chromium's fake microphone.
+    if shutil.which("chromium") is None:
+        await ear.close()
+        return
+    before = len(heard)
+
+    async def talk_page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(HERE / "talk.html")
+
+    page = web.Application()
+    page.router.add_get("/talk.html", talk_page)
+    runner = web.AppRunner(page)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    query = urllib.parse.urlencode({"url": f"{centre.base}/talkback/radio-1", "token": op.token})
+    browser = await asyncio.create_subprocess_exec(
+        "chromium",
+        *CHROMIUM_FLAGS,
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"http://127.0.0.1:{port}/talk.html?{query}",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await wait_for(lambda: len(heard) >= before + 25, 30, "the browser's voice")
+    finally:
+        browser.kill()
+        await browser.wait()
+        await runner.cleanup()
+        await ear.close()

@@ -18,6 +18,7 @@ from aiortc import RTCRtpReceiver
 from aiortc.codecs import get_encoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
 
 from wallctl.terminals import passthrough
 from wallctl.terminals.passthrough import (
@@ -34,7 +35,9 @@ H264 = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType
 def test_aiortc_is_the_pinned_version() -> None:
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     (spec,) = [d for d in deps if d.startswith("aiortc")]
-    assert "<1.17" in spec, f"aiortc must stay pinned below 1.17 (passthrough.py): {spec}"
+    assert ">=1.16" in spec and "<1.17" in spec, (
+        f"aiortc must stay pinned to 1.16.x (passthrough.py): {spec}"
+    )
     major, minor = (int(x) for x in aiortc.__version__.split(".")[:2])
     assert (major, minor) <= (1, 16), (
         f"aiortc {aiortc.__version__} is newer than passthrough.py was checked against"
@@ -99,3 +102,53 @@ async def test_a_viewer_track_starts_at_a_keyframe_and_drops_a_backlog() -> None
     assert track._queue.qsize() < EncodedTrack.MAX_QUEUE
     assert track.need_keyframe and track.dropped >= EncodedTrack.MAX_QUEUE
     track.end()
+
+
+async def test_a_viewers_picture_loss_request_reaches_the_callback() -> None:
+    """RTCP PLI from a viewer: aiortc's sender would re-encode; ours asks the publisher."""
+    from aiortc import RTCRtpSender
+    from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
+
+    sender = RTCRtpSender("video", passthrough._NoTransport())  # type: ignore[arg-type]
+    asked: list[int] = []
+    passthrough.on_keyframe_request(sender, lambda: asked.append(1))
+    await sender._handle_rtcp_packet(
+        RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc)
+    )
+    assert asked == [1]
+
+
+def _rtp(seq: int, ts: int, data: bytes, marker: bool) -> RtpPacket:
+    p = RtpPacket(payload_type=102, sequence_number=seq, timestamp=ts, marker=marker)
+    p._data = data  # type: ignore[attr-defined]
+    return p
+
+
+def test_a_frame_is_complete_at_its_marked_last_packet() -> None:
+    jb = passthrough.MarkerJitterBuffer(512, is_video=True)
+    assert jb.add(_rtp(100, 3000, b"a", False)) == (False, None)
+    _, frame = jb.add(_rtp(101, 3000, b"b", True))
+    # Out at once, not when the next frame's first packet comes (aiortc's own buffer).
+    assert frame is not None and (frame.data, frame.timestamp) == (b"ab", 3000)
+    # A lost marker: the next frame's timestamp completes the frame.
+    jb.add(_rtp(102, 6000, b"c", False))
+    _, frame = jb.add(_rtp(103, 9000, b"d", True))
+    assert frame is not None and (frame.data, frame.timestamp) == (b"c", 6000)
+    # One frame per packet, as aiortc's: the next packet catches up.
+    _, frame = jb.add(_rtp(104, 12000, b"e1", False))
+    assert frame is not None and frame.data == b"d"
+    # A gap: nothing until the missing packet arrives, then the frame is whole.
+    assert jb.add(_rtp(106, 15000, b"f", True)) == (False, None)
+    _, frame = jb.add(_rtp(105, 12000, b"e2", True))
+    assert frame is not None and (frame.data, frame.timestamp) == (b"e1e2", 12000)
+
+
+def test_the_tapped_video_receiver_uses_the_marker_aware_buffer() -> None:
+    receiver = RTCRtpReceiver("video", passthrough._NoTransport())  # type: ignore[arg-type]
+    tap_receiver(receiver, lambda c, d, t: None)
+    assert isinstance(getattr(receiver, passthrough._JITTER_BUFFER), passthrough.MarkerJitterBuffer)
+    audio = RTCRtpReceiver("audio", passthrough._NoTransport())  # type: ignore[arg-type]
+    tap_receiver(audio, lambda c, d, t: None)
+    assert not isinstance(
+        getattr(audio, passthrough._JITTER_BUFFER), passthrough.MarkerJitterBuffer
+    )

@@ -7,11 +7,13 @@ import itertools
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
@@ -20,6 +22,8 @@ from wallctl.cli import main
 from wallctl.recordings.export import ExportError, export_span
 from wallctl.recordings.index import SegmentIndex
 from wallctl.recordings.recorder import Alarm, Recorder, segment_name
+from wallctl.recordings.repair import truncate_to_complete
+from wallctl.recordings.retention import prune
 from wallctl.store import Store
 from wallctl.terminals.config import RecordingsConfig
 from wallctl.terminals.h264 import is_keyframe
@@ -110,7 +114,7 @@ def test_export_stitches_a_span_across_segments_without_reencoding(
     record(store, tmp_path / "rec", frames, RecordingsConfig(segment_s=2, min_free_mb=0))
     segs = SegmentIndex(store).search(SOURCE, None, 0, time.time() + 60)
     start, end = segs[0].start + 1.5, segs[0].start + 4.5
-    out = tmp_path / "span.ts"
+    out = tmp_path / "span.mp4"
     n = export_span(segs, start, end, out)
     # From the keyframe at 1.0 s (the last one before 1.5 s) to 4.5 s: 3.5 s of 25 fps.
     assert n == pytest.approx(88, abs=2)
@@ -122,8 +126,8 @@ def test_export_stitches_a_span_across_segments_without_reencoding(
     with pytest.raises(ExportError, match="must end after"):
         export_span(segs, end, start, out)
     with pytest.raises(ExportError, match="no picture"):
-        export_span(segs, segs[-1].end + 100, segs[-1].end + 200, tmp_path / "none.ts")
-    assert not (tmp_path / "none.ts").exists()
+        export_span(segs, segs[-1].end + 100, segs[-1].end + 200, tmp_path / "none.mp4")
+    assert not (tmp_path / "none.mp4").exists()
 
 
 def test_disk_nearly_full_refuses_new_segments_and_raises_the_alarm(
@@ -142,7 +146,7 @@ def test_disk_nearly_full_refuses_new_segments_and_raises_the_alarm(
     assert source == SOURCE and alarm is not None and alarm.reason == "disk_full"
     assert SOURCE in rec.alarms
     assert old.read_bytes() == b"\x47" * 188 * 10, "segments already written are untouched"
-    assert [p.name for p in (tmp_path / "rec").rglob("*.ts")] == ["old.ts"]
+    assert list((tmp_path / "rec").rglob("*.mp4")) == []
 
 
 def test_recording_resumes_when_space_is_back(store: Store, tmp_path: Path, clip: Path) -> None:
@@ -170,6 +174,8 @@ CRASH = """
 import sys, time
 from pathlib import Path
 from wallctl.recordings.index import SegmentIndex
+from wallctl.recordings.repair import truncate_to_complete
+from wallctl.recordings.retention import prune
 from wallctl.recordings.recorder import Recorder
 from wallctl.store import Store
 from wallctl.terminals.config import RecordingsConfig
@@ -222,7 +228,7 @@ def test_a_crash_leaves_a_playable_segment_that_is_recovered(tmp_path: Path, cli
 
 def test_segment_names_sort_by_time_and_keep_sources_apart() -> None:
     ts = datetime(2026, 11, 29, 10, 42, 5, 250000, tzinfo=UTC).timestamp()
-    assert segment_name("mobile/patrol-7", ts) == Path("mobile/patrol-7/2026/11/29/104205-250.ts")
+    assert segment_name("mobile/patrol-7", ts) == Path("mobile/patrol-7/2026/11/29/104205-250.mp4")
     assert segment_name("mobile/a", ts) < segment_name("mobile/a", ts + 1)
 
 
@@ -253,7 +259,7 @@ def test_cli_search_and_export(
     assert [s["id"] for s in json.loads(out)] == [s.id for s in segs]
     code, out, err = run("search", "--identity", "patrol-7", *span)
     assert code == 0 and len(out.splitlines()) == 3 and "closed" in out
-    target = tmp_path / "all.ts"
+    target = tmp_path / "all.mp4"
     code, out, err = run("export", "--source", SOURCE, *span, "-o", str(target))
     assert code == 0, err
     assert decoded(target) == 150
@@ -263,3 +269,111 @@ def test_cli_search_and_export(
     assert code == 2 and "ISO 8601" in err
     code, out, err = run("search", "--from", "2026-11-23T10:00:00Z", "--to", "2026-11-23T09:00Z")
     assert code == 2 and "before" in err
+
+
+def box(kind: bytes, body: bytes = b"") -> bytes:
+    return struct.pack(">I4s", 8 + len(body), kind) + body
+
+
+@pytest.mark.parametrize(
+    ("tail", "kept"),
+    [
+        (b"", "all"),
+        (box(b"moof", b"x" * 20), "before"),  # a fragment header without its media
+        (box(b"moof", b"x" * 20) + box(b"mdat", b"y" * 50)[:30], "before"),  # media cut
+        (b"\x00\x00\x00", "before"),  # a box header cut short
+        (struct.pack(">I4s", 4, b"free"), "before"),  # an impossible size
+        (struct.pack(">I4sQ", 1, b"mdat", 10**12), "before"),  # a 64-bit size past the end
+    ],
+)
+def test_repair_cuts_back_to_the_last_whole_fragment(
+    tmp_path: Path, tail: bytes, kept: str
+) -> None:
+    whole = box(b"ftyp", b"isom") + box(b"moov", b"m" * 40)
+    whole += box(b"moof", b"f" * 16) + box(b"mdat", b"d" * 100)
+    path = tmp_path / "seg.mp4"
+    path.write_bytes(whole + tail)
+    before, _ = truncate_to_complete(path)
+    assert before == len(whole + tail)
+    assert path.read_bytes() == (whole + tail if kept == "all" else whole)
+
+
+def test_voice_is_recorded_beside_the_picture_and_exported(store: Store, tmp_path: Path) -> None:
+    """Opus from the terminal's microphone lands in the same MP4, as it came."""
+    src = tmp_path / "av.mkv"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "3",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-bsf:v",
+            "h264_mp4toannexb",
+            "-c:a",
+            "libopus",
+            "-f",
+            "matroska",
+            str(src),
+        ],
+        check=True,
+    )
+    items: list[tuple[float, str, bytes, int, bool]] = []
+    with av.open(str(src)) as c:
+        # Annex-B as from the relay (Matroska keeps length-prefixed NAL units).
+        annexb = av.BitStreamFilterContext("h264_mp4toannexb", c.streams.video[0])
+        packets: list[tuple[str, Any]] = []
+        for p in c.demux():
+            if p.size and p.pts is not None:
+                kind = p.stream.type
+                packets += [(kind, q) for q in (annexb.filter(p) if kind == "video" else [p])]
+        for kind, p in packets:
+            assert p.pts is not None
+            t = float(p.pts * p.time_base)
+            data = bytes(p)
+            rate = 90000 if kind == "video" else 48000
+            items.append((t, kind, data, round(t * rate), kind == "video" and is_keyframe(data)))
+    items.sort(key=lambda x: x[0])
+    rec = Recorder(RecordingsConfig(min_free_mb=0), tmp_path / "rec", SegmentIndex(store))
+    for _, kind, data, pts, kf in items:
+        rec.on_frame(SOURCE, "patrol-7", kind, data, pts, kf, audio=True)
+    rec.close()
+    (seg,) = SegmentIndex(store).search(SOURCE, None, 0, time.time() + 60)
+    assert seg.codecs == "h264,opus"
+    with av.open(seg.path) as c:
+        assert [s.codec_context.name for s in c.streams] == ["h264", "opus"]
+        audio = sum(f.samples for f in c.decode(audio=0))
+    assert audio == pytest.approx(3 * 48000, rel=0.05), "every Opus packet, decodable"
+    out = tmp_path / "voice.mp4"
+    export_span([seg], seg.start, seg.end or seg.start + 3, out)
+    with av.open(str(out)) as c:
+        assert {s.type for s in c.streams} == {"video", "audio"}
+        assert sum(f.samples for f in c.decode(audio=0)) > 2 * 48000
+
+
+def test_retention_deletes_only_segments_past_it(store: Store, tmp_path: Path, clip: Path) -> None:
+    record(store, tmp_path / "rec", clip_frames(clip), RecordingsConfig(segment_s=2, min_free_mb=0))
+    index = SegmentIndex(store)
+    segs = index.search(SOURCE, None, 0, time.time() + 60)
+    assert len(segs) == 3
+    # Everything that ended before the last segment's start goes; the last one stays.
+    assert prune(index, segs[-1].start + 0.01) == 2
+    (left,) = index.search(SOURCE, None, 0, time.time() + 60)
+    assert left.id == segs[-1].id and Path(left.path).exists()
+    assert not Path(segs[0].path).exists() and not Path(segs[1].path).exists()
+    assert prune(index, segs[-1].start + 0.01) == 0

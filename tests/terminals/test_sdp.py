@@ -85,3 +85,11 @@ def test_h264_keyframes_are_told_apart() -> None:
     assert is_keyframe(sps_pps_idr)
     assert not is_keyframe(p_slice)
     assert nal_types(b"") == [] and not is_keyframe(b"\x00\x00\x01")
+
+
+def test_the_raw_feed_is_for_this_host_only() -> None:
+    from wallctl.terminals.http import _is_loopback
+
+    assert _is_loopback("127.0.0.1") and _is_loopback("127.0.0.2") and _is_loopback("::1")
+    assert not _is_loopback("192.0.2.10") and not _is_loopback("10.0.0.1")
+    assert not _is_loopback(None) and not _is_loopback("not-an-address")

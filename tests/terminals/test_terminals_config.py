@@ -62,3 +62,12 @@ def test_bad_values_name_their_key(terminals: dict[str, Any], path: str, reason:
         load(terminals)
     (problem,) = info.value.problems
     assert problem.path == path and reason in problem.message
+
+
+def test_a_mobile_source_says_where_to_watch_it() -> None:
+    from wallctl.terminals.identities import whep_path_of
+
+    feed = "http://127.0.0.1:8080/terminals/patrol-7/feed.h264"
+    assert whep_path_of("wall-patrol", "mobile", feed) == "/whep/mobile/patrol-7"
+    assert whep_path_of("patrol-9", "mobile", None) == "/whep/mobile/patrol-9"
+    assert whep_path_of("cam1", "rtsp", "rtsp://x/y") is None

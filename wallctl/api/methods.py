@@ -178,6 +178,8 @@ class SourceInfo(Result):
     group: str
     # Credentials in the URL are masked.
     url: str | None
+    # Where a browser watches it over WHEP (docs/terminals.md), for mobile terminals.
+    whep_path: str | None = None
 
 
 class SourceList(Result):
@@ -299,6 +301,7 @@ EXTENSIONS: list[str] = [
     "wallctl.conference.api",
     "wallctl.cameras.api",
     "wallctl.recordings.api",
+    "wallctl.terminals.api",
 ]
 
 
@@ -518,8 +521,15 @@ async def _layout_delete(
 
 def _source_info(ctx: ApiContext, sid: str) -> SourceInfo:
     s = ctx.walls.sources[sid]
+    from wallctl.terminals.identities import whep_path_of  # mobile terminals' WHEP
+
     return SourceInfo(
-        id=s.id, name=s.name, kind=s.kind, group=s.group, url=redact(s.url) if s.url else None
+        id=s.id,
+        name=s.name,
+        kind=s.kind,
+        group=s.group,
+        url=redact(s.url) if s.url else None,
+        whep_path=whep_path_of(s.id, s.kind, s.url),
     )
 
 

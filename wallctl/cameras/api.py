@@ -13,8 +13,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StrictBool
 
+from drivers.errors import DriverError
 from wallctl.api.methods import ApiContext, NoParams, Params, Result, method
 from wallctl.cameras.service import CameraService
+from wallctl.devices.service import driver_error
 from wallctl.errors import InvalidField, NotFound
 from wallctl.store import Actor
 
@@ -123,7 +125,16 @@ async def _list(ctx: ApiContext, actor: Actor, p: NoParams, rev: int | None) -> 
 async def _move(ctx: ApiContext, actor: Actor, p: MoveParams, rev: int | None) -> Result:
     name = {"continuous": "ptz_move", "relative": "ptz_relative", "absolute": "ptz_absolute"}
     args = {"pan": p.pan, "tilt": p.tilt, "zoom": p.zoom}
-    return await _action(ctx, actor, p.camera, name[p.mode], args)
+    if p.mode != "continuous":
+        return await _action(ctx, actor, p.camera, name[p.mode], args)
+    # A joystick sends tens of these a second: straight to the driver (which coalesces
+    # them), not one audit row each; stops, presets and positioned moves are audited.
+    drv = _svc(ctx).driver(p.camera)
+    try:
+        result = await drv.call("ptz_move", args)
+    except DriverError as e:
+        raise driver_error(e, p.camera, "params") from None
+    return CameraAnswer(camera=p.camera, **result)
 
 
 @method("camera.ptz.stop", "Stop a camera's pan, tilt and zoom.", "ptz", CameraParams, CameraAnswer)

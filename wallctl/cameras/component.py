@@ -73,6 +73,7 @@ class CamerasComponent(Component):
         rt.services["cameras"] = self.service
         rt.registry.register(CameraMetrics(self.service))
         self._unsubscribe: Callable[[], None] | None = None
+        self._unsubscribe_walls: Callable[[], None] | None = None
         self._started = False
 
     async def start(self) -> None:
@@ -80,11 +81,14 @@ class CamerasComponent(Component):
         self.service.hub = self.rt.services.get("sources")
         self.service.attach()
         self._unsubscribe = self.rt.bus.subscribe(self.service.on_bus)
+        self._unsubscribe_walls = self.rt.walls.subscribe(self.service.on_wall_changed)
         self._started = True
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
+        if self._unsubscribe_walls is not None:
+            self._unsubscribe_walls()
         await self.service.stop()
 
     def reload(self, config: Config) -> list[str]:

@@ -204,6 +204,11 @@ class CameraService:
             raise DeviceError(f"{camera} is {drv.status.value}")
         await self.devices.call(camera, "goto_preset", {"preset": preset}, actor)
 
+    def on_wall_changed(self, ev: Any) -> None:
+        """WallService listener: tours end when their window is closed or taken over."""
+        windows = {w.id: w.source for w in ev.state.windows}
+        self.tours.on_wall_changed(ev.state.wall, ev.action, windows)
+
     def _publish_tour(self, type_: str, data: dict[str, Any], actor: Actor) -> None:
         self.publish("camera", type_, data, actor)
 
@@ -213,3 +218,32 @@ class CameraService:
 
 
 __all__ = ["CameraService", "WallctlError", "camera_of"]
+
+
+def camera_problems(config: Any) -> list[Any]:
+    """``kind = "onvif"`` sources must name an ONVIF device: ``url = "onvif://<device>"``
+    (optionally ``/<profile token>``), with ``protocol = "onvif"`` in [[devices]]."""
+    from wallctl.config import Problem
+
+    problems: list[Problem] = []
+    devices = {d.id: d for d in config.devices}
+    for i, s in enumerate(config.sources):
+        if s.kind != "onvif":
+            continue
+        where = f"sources[{i}].url"
+        ref = camera_of(s)
+        if ref is None:
+            problems.append(
+                Problem(where, 'an onvif source needs url = "onvif://<device id>[/<profile>]"')
+            )
+            continue
+        dev = devices.get(ref[0])
+        if dev is None:
+            problems.append(Problem(where, f"no device {ref[0]!r} in [[devices]]"))
+        elif dev.protocol != "onvif":
+            problems.append(Problem(where, f"device {ref[0]!r} is {dev.protocol}, not onvif"))
+        if s.renditions:
+            problems.append(
+                Problem(f"sources[{i}].renditions", "an onvif source's streams are its profiles")
+            )
+    return problems

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wallctl.errors import NotFound, WallctlError
+from wallctl.errors import Conflict, NotFound, WallctlError
 from wallctl.logs import get_logger
 from wallctl.store import Actor
 
@@ -103,7 +103,7 @@ class TourRunner:
         if old is not None:
             await self._end(old, "replaced")
         elif len(self.tours) >= MAX_TOURS:
-            raise WallctlError(f"at most {MAX_TOURS} tours run at once")
+            raise Conflict(f"at most {MAX_TOURS} tours run at once")
         tour = Tour(tid, wall, window, stops, actor, loop)
         self.tours[tid] = tour
         tour.task = asyncio.create_task(self._run(tour), name=f"tour:{tid}")
@@ -149,6 +149,25 @@ class TourRunner:
                 await task
         self._publish("tour.stopped", tour.to_dict(), actor or tour.actor)
         log.info("tour stopped", tour=tour.id, reason=reason)
+
+    def on_wall_changed(self, wall: str, action: str, windows: dict[str, str | None]) -> None:
+        """A wall changed (``windows``: window id -> source). A tour whose window closed,
+        or whose window someone set to another source by hand, ends: the operator took
+        the window over (the tour's own steps are ``tour.step``)."""
+        if action == "tour.step":
+            return
+        for tour in list(self.tours.values()):
+            if tour.wall != wall or tour.state == "stopped":
+                continue
+            if tour.window not in windows:
+                reason = "window closed"
+            elif 0 <= tour.index < len(tour.stops) and windows[tour.window] != (
+                tour.stops[tour.index].source
+            ):
+                reason = f"window taken over ({action})"
+            else:
+                continue
+            asyncio.get_running_loop().create_task(self._end(tour, reason))
 
     async def close(self) -> None:
         for tour in list(self.tours.values()):

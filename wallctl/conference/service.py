@@ -264,7 +264,10 @@ class ConferenceService:
             raise driver_error(e, link.cfg.device) from None
         self._evaluate(link)
         try:
-            return await asyncio.wait_for(asyncio.shield(waiter), self.config.connect_timeout_s)
+            # asyncio.timeout, not wait_for: 3.11's wait_for drops a cancellation that
+            # lands as the outcome does. shield: other callers share this waiter.
+            async with asyncio.timeout(self.config.connect_timeout_s):
+                return await asyncio.shield(waiter)
         except TimeoutError:
             return {**self._base(link), "state": link.state, "number": remote}
 
@@ -622,7 +625,8 @@ class ConferenceService:
         if wait:
             limit = timeout_s if timeout_s is not None else self.config.connect_timeout_s + 10
             try:
-                return await asyncio.wait_for(asyncio.shield(waiter), limit)
+                async with asyncio.timeout(limit):
+                    return await asyncio.shield(waiter)
             except TimeoutError:
                 pass
         return {**self._base(link), "state": link.state, "number": link.number}
@@ -672,7 +676,8 @@ class ConferenceService:
             raise driver_error(e, link.cfg.device) from None
         self._evaluate(link)
         try:
-            return await asyncio.wait_for(asyncio.shield(ender), wait_s)
+            async with asyncio.timeout(wait_s):
+                return await asyncio.shield(ender)
         except TimeoutError:
             return {**self._base(link), "reason": None, "state": link.state}
 

@@ -6,12 +6,17 @@
     wallctl devices route ID INPUT OUTPUT [OUTPUT ...] [--level av|video|audio]
     wallctl devices watch [--device ID] [--count N] [--json]
     wallctl simulate PROTOCOL (--listen HOST:PORT | --pty) [--size 16x16]
-                     [--password P | --password-file F] [--delay-ms N] [--baud N]
+                     [--user U] [--password P | --password-file F] [--delay-ms N]
+                     [--baud N] [--option KEY=VALUE ...]
 
 ``call`` values are read as JSON when they parse (``on=true``, ``outputs=[1,2]``,
 ``input=3``) and as text otherwise (``source=hdmi1``). ``simulate`` runs a protocol's
 simulator on its own, so integrators can rehearse without hardware; with ``--pty`` it
-prints the pseudo-terminal path to give a driver (or a terminal program).
+prints the pseudo-terminal path to give a driver (or a terminal program). ``--option``
+values (read the same way) are the driver options the simulated device plays
+(``--option display_id=3 --option warmup_s=8``); extensions add flags of their own and
+register a function in the parser's ``option_hooks`` default that turns them into
+options (``wallctl.conference.simulate``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import contextlib
 import json
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,14 +78,18 @@ def add_parser(sub: Any) -> None:
 
     sim = sub.add_parser(
         "simulate",
-        help="run a device simulator (matrix, display) on a TCP port or a pty",
+        help="run a device simulator (matrix, display, codec, camera) on a port or a pty",
         description="run a device simulator on a TCP port or a pseudo-terminal",
     )
-    sim.add_argument("protocol", help="extron-sis, kramer-p3000, videohub, samsung-mdc or lg")
+    sim.add_argument(
+        "protocol",
+        help="extron-sis, kramer-p3000, videohub, samsung-mdc, lg, cisco-xapi, huawei-te or onvif",
+    )
     where = sim.add_mutually_exclusive_group(required=True)
     where.add_argument("--listen", metavar="HOST:PORT", help="TCP address to listen on")
     where.add_argument("--pty", action="store_true", help="open a pseudo-terminal")
     sim.add_argument("--size", default="16x16", help="matrix size INPUTSxOUTPUTS")
+    sim.add_argument("--user", help="user name the device accepts (protocols with accounts)")
     secret = sim.add_mutually_exclusive_group()
     secret.add_argument("--password", help="password the device asks for")
     secret.add_argument("--password-file", type=Path, help="file holding that password")
@@ -87,7 +97,16 @@ def add_parser(sub: Any) -> None:
     sim.add_argument(
         "--baud", type=int, default=9600, help="pace a pty at this baud rate (0: unpaced)"
     )
-    sim.set_defaults(func=cmd_simulate)
+    sim.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a driver option the simulated device plays (display_id=3, warmup_s=8, tls=false)",
+    )
+    # Extensions append functions (args -> options dict) here; see the module docstring.
+    hooks: list[Callable[[argparse.Namespace], dict[str, Any]]] = []
+    sim.set_defaults(func=cmd_simulate, option_hooks=hooks)
 
 
 # --- devices -------------------------------------------------------------------------------
@@ -266,35 +285,70 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             return EXIT_INVALID
         port = int(port_text)
         host = host.strip("[]") or "0.0.0.0"
-    options = SimOptions(inputs, outputs, password or None, args.delay_ms / 1000)
+    try:
+        extra = parse_kv(args.option)
+    except ValueError as e:
+        print(f"wallctl: --option: {e}", file=sys.stderr)
+        return EXIT_INVALID
+    problem = _check_driver_options(proto, extra)
+    if problem is not None:
+        print(f"wallctl: --option {problem}", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        for hook in args.option_hooks:
+            extra.update(hook(args))
+    except ValueError as e:
+        print(f"wallctl: {e}", file=sys.stderr)
+        return EXIT_INVALID
+    options = SimOptions(
+        inputs, outputs, password or None, args.delay_ms / 1000, user=args.user, options=extra
+    )
     return asyncio.run(_simulate(proto, options, host, port, args.pty, args.baud))
+
+
+def _check_driver_options(proto: Any, options: dict[str, Any]) -> str | None:
+    """``--option`` keys are the protocol's driver options, checked by its config model
+    as in a ``[[devices]]`` entry (values normalised in place); the problem, or None."""
+    from pydantic import ValidationError
+
+    from drivers.contract import validation_field
+
+    known = proto.config_model.model_fields
+    for key in options:
+        if key not in known:
+            return f"{key}: not an option of {proto.name} (known: {', '.join(sorted(known))})"
+    try:
+        checked = proto.config_model.model_validate(options)
+    except ValidationError as e:
+        path, reason = validation_field(e)
+        return f"{path}: {reason}" if path else reason
+    options.update(checked.model_dump(mode="json", include=set(options)))
+    return None
 
 
 async def _simulate(
     proto: Any, options: Any, host: str, port: int, use_pty: bool, baud: int
 ) -> int:
-    from drivers.simulator import serve_pty, serve_tcp
+    from drivers.simulator import RunningSimulator, serve_pty
 
+    srv: RunningSimulator
     try:
-        sim = proto.simulator(options)
-    except NotImplementedError as e:
+        if use_pty:
+            pty = await serve_pty(proto.simulator(options), baud or None)
+            srv = pty
+            print(pty.path, flush=True)
+            print(f"{pty.describe()} ({baud or 'unpaced'} baud); Ctrl-C stops", file=sys.stderr)
+        else:
+            # The protocol's own host (HTTPS, WebSocket) or its device model on TCP.
+            srv = await proto.serve(options, host, port)
+            print(f"{srv.host}:{srv.port}", flush=True)
+            print(f"{srv.describe()}; Ctrl-C stops", file=sys.stderr)
+    except (NotImplementedError, ValueError) as e:
         print(f"wallctl: {e}", file=sys.stderr)
         return EXIT_INVALID
-    if use_pty:
-        srv = await serve_pty(sim, baud or None)
-        print(srv.path, flush=True)
-        print(
-            f"{proto.name} simulator on {srv.path} ({baud or 'unpaced'} baud); Ctrl-C stops",
-            file=sys.stderr,
-        )
-    else:
-        try:
-            srv = await serve_tcp(sim, host, port)
-        except OSError as e:
-            print(f"wallctl: cannot listen on {host}:{port}: {e.strerror}", file=sys.stderr)
-            return 1
-        print(f"{srv.host}:{srv.port}", flush=True)
-        print(f"{proto.name} simulator on tcp {srv.host}:{srv.port}; Ctrl-C stops", file=sys.stderr)
+    except OSError as e:
+        print(f"wallctl: cannot listen on {host}:{port}: {e.strerror or e}", file=sys.stderr)
+        return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -36,7 +36,7 @@ from drivers.errors import (
 )
 from drivers.matrix import MatrixDriver, Tie, TieOutcome
 from drivers.registry import Protocol, SimOptions
-from drivers.simulator import SimServer, serve_tcp
+from drivers.simulator import RunningSimulator
 from drivers.transport import Endpoint, SerialEndpoint, TcpEndpoint
 from wallctl.component import Component, Health, Status
 from wallctl.devices.config import DeviceConfig
@@ -71,7 +71,7 @@ class Device:
     config: DeviceConfig
     protocol: Protocol
     driver: Driver
-    simulator: SimServer | None = None
+    simulator: RunningSimulator | None = None
     calls: int = 0
     failures: int = 0
     last_error: str = ""
@@ -145,18 +145,23 @@ class DeviceService:
     async def _start_one(self, cfg: DeviceConfig) -> None:
         proto = registry.get(cfg.protocol)
         options = proto.config_model.model_validate(cfg.options())
-        sim: SimServer | None = None
+        sim: RunningSimulator | None = None
         password = cfg.password.get_secret_value() if cfg.password else None
         if cfg.simulate:
             dims = getattr(options, "dims", None)
             i, o = dims() if callable(dims) else (16, 16)
-            sim = await serve_tcp(
-                proto.simulator(
-                    SimOptions(i, o, password, reply_delay_s=cfg.simulate_delay_ms / 1000)
-                ),
-                "127.0.0.1",
-                0,
+            user = getattr(options, "user", None)
+            sim_options = SimOptions(
+                i,
+                o,
+                password,
+                reply_delay_s=cfg.simulate_delay_ms / 1000,
+                user=user if isinstance(user, str) else None,
+                # Only what the config sets: the simulator keeps its own defaults.
+                options=options.model_dump(mode="json", exclude_unset=True),
             )
+            # Byte-stream simulators on a TCP port; HTTPS/WebSocket ones host themselves.
+            sim = await proto.serve(sim_options, "127.0.0.1", 0)
             endpoint: Endpoint = TcpEndpoint("127.0.0.1", sim.port)
             log.info("simulator started", device=cfg.id, protocol=cfg.protocol, port=sim.port)
         else:

@@ -59,4 +59,4 @@ async def _search(ctx: ApiContext, actor: Actor, p: Any, rev: int | None) -> Res
     segs = await asyncio.to_thread(
         comp.index.search, p.source, p.identity, getattr(p, "from"), p.to, p.limit
     )
-    return SearchResult(segments=[{**s.to_dict(), "url": f"/recordings/{s.id}.ts"} for s in segs])
+    return SearchResult(segments=[{**s.to_dict(), "url": f"/recordings/{s.id}.mp4"} for s in segs])

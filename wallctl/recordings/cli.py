@@ -50,7 +50,9 @@ def add_parser(subparsers: Any) -> None:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_search)
     e = sub.add_parser("export", parents=[common], help="one file of a span, not re-encoded")
-    e.add_argument("-o", "--output", type=Path, required=True, help="output .ts file")
+    e.add_argument(
+        "-o", "--output", type=Path, required=True, help="output file (.mp4; .mkv works too)"
+    )
     e.set_defaults(func=cmd_export)
 
 

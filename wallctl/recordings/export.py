@@ -1,9 +1,10 @@
-"""A time span of recordings as one MPEG-TS file, stitched without re-encoding.
+"""A time span of recordings as one file, stitched without re-encoding.
 
-Packets are copied from each segment overlapping the span: from the last keyframe at or
-before the span's start (a picture cannot start elsewhere) to the span's end, with
-timestamps made continuous across segments. Segment times come from the index
-(wall-clock start of each), packet times from the segment's own timestamps.
+Packets are copied from each segment overlapping the span, from the last video keyframe
+at or before the span's start (a picture cannot start elsewhere) to the span's end, with
+timestamps made continuous across segments. A segment's packet times are its index start
+time plus the packet's timestamp (segments start at 0). The output's container follows
+its name (``.mp4``, ``.mkv``); H.264 and Opus are copied as they are.
 """
 
 from __future__ import annotations
@@ -17,70 +18,73 @@ import av
 
 from wallctl.recordings.index import Segment
 
-TIME_BASE = fractions.Fraction(1, 90000)
-
 
 class ExportError(Exception):
     pass
 
 
+def _times(seg: Segment) -> list[tuple[float, str, bool]]:
+    out: list[tuple[float, str, bool]] = []
+    with av.open(seg.path) as src:
+        for p in src.demux():
+            if p.pts is None or p.size == 0 or p.stream.type not in ("video", "audio"):
+                continue
+            out.append((seg.start + float(p.pts * p.time_base), p.stream.type, p.is_keyframe))
+    return out
+
+
 def export_span(segments: Sequence[Segment], start: float, end: float, out: Path) -> int:
-    """Write the packets of ``segments`` within [start, end] to ``out``; return how many."""
+    """Write the packets of ``segments`` within [start, end] to ``out``; return how many
+    video frames it holds."""
     if end <= start:
         raise ExportError("the span must end after it starts")
     segs = sorted((s for s in segments if Path(s.path).is_file()), key=lambda s: s.start)
     if not segs:
         raise ExportError("no recording in that span")
-    dst = av.open(str(out), "w", format="mpegts")
-    ostream = dst.add_stream("h264")
-    ostream.time_base = TIME_BASE
-    written = 0
-    base: int | None = None  # output pts of the span's first packet
+    # Where the span can start: the last keyframe at or before `start`, else the first after.
+    times = [x for s in segs for x in _times(s)]
+    if not times or max(t for t, _, _ in times) < start or min(t for t, _, _ in times) > end:
+        raise ExportError("no picture in that span")
+    keyframes = [t for t, kind, kf in times if kind == "video" and kf]
+    before = [t for t in keyframes if t <= start]
+    after = [t for t in keyframes if start < t <= end]
+    if not before and not after:
+        raise ExportError("no picture in that span")
+    cut = max(before) if before else min(after)
+    dst = av.open(str(out), "w")
+    outputs: dict[str, Any] = {}
+    # Every output stream exists before the first packet is written (the header).
+    for seg in segs:
+        with av.open(seg.path) as src:
+            for st in src.streams:
+                if st.type in ("video", "audio") and st.type not in outputs:
+                    outputs[st.type] = dst.add_stream_from_template(st)
+    last: dict[str, int] = {}
+    frames = 0
     try:
         for seg in segs:
             with av.open(seg.path) as src:
-                if not src.streams.video:
-                    continue
-                istream = src.streams.video[0]
-                tb = istream.time_base or TIME_BASE
-                first_pts: int | None = None
-                pending: list[av.Packet[Any]] = []  # since the last keyframe, before the start
-                started = base is not None
-                for p in src.demux(istream):
-                    if p.pts is None or p.size == 0:
+                for p in src.demux():
+                    kind = p.stream.type
+                    if p.pts is None or p.size == 0 or kind not in ("video", "audio"):
                         continue
-                    if first_pts is None:
-                        first_pts = p.pts
-                    assert first_pts is not None
-                    at = seg.start + float((p.pts - first_pts) * tb)
-                    if at > end:
-                        break
-                    if not started:
-                        if p.is_keyframe:
-                            pending = []
-                        pending.append(p)
-                        if at < start:
-                            continue
-                        started = True
-                        batch = pending
-                    else:
-                        batch = [p]
-                    for q in batch:
-                        assert q.pts is not None
-                        t = seg.start + float((q.pts - first_pts) * tb)
-                        out_pts = round(t * 90000)
-                        if base is None:
-                            if not q.is_keyframe:
-                                continue
-                            base = out_pts
-                        q.pts = q.dts = out_pts - base
-                        q.time_base = TIME_BASE
-                        q.stream = ostream
-                        dst.mux(q)
-                        written += 1
+                    t = seg.start + float(p.pts * p.time_base)
+                    if t < cut - 1e-6 or t > end:
+                        continue
+                    ostream = outputs[kind]
+                    tb = fractions.Fraction(1, 90000 if kind == "video" else 48000)
+                    pts = round((t - cut) / tb)
+                    if pts <= last.get(kind, -1):
+                        pts = last[kind] + 1
+                    last[kind] = pts
+                    p.pts = p.dts = pts
+                    p.time_base = tb
+                    p.stream = ostream
+                    dst.mux(p)
+                    frames += kind == "video"
     finally:
         dst.close()
-    if written == 0:
+    if frames == 0:
         out.unlink(missing_ok=True)
         raise ExportError("no picture in that span")
-    return written
+    return frames

@@ -1,6 +1,6 @@
 """Playback of recorded segments over HTTP, with range requests.
 
-``GET /recordings/<id>.ts`` with ``Authorization: Bearer <API token>`` (or ``?token=``
+``GET /recordings/<id>.mp4`` with ``Authorization: Bearer <API token>`` (or ``?token=``
 for a player that cannot set headers) answers the segment file; aiohttp's FileResponse
 serves ``Range:`` requests (206) so a player can seek.
 """
@@ -23,7 +23,7 @@ class RecordingRoutes:
         self.tokens = tokens
 
     def install(self, app: web.Application) -> None:
-        app.router.add_get(r"/recordings/{id:\d{1,18}}.ts", self.segment)
+        app.router.add_get(r"/recordings/{id:\d{1,18}}.mp4", self.segment)
 
     async def segment(self, request: web.Request) -> web.StreamResponse:
         auth = request.headers.get("Authorization", "")
@@ -42,4 +42,4 @@ class RecordingRoutes:
         seg = self.index.get(int(request.match_info["id"]))
         if seg is None or not await asyncio.to_thread(Path(seg.path).is_file):
             return web.Response(status=404, text="no such recording\n")
-        return web.FileResponse(seg.path, headers={"Content-Type": "video/mp2t"})
+        return web.FileResponse(seg.path, headers={"Content-Type": "video/mp4"})

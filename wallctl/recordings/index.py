@@ -2,8 +2,9 @@
 
 A row is inserted ``open`` when its segment starts and closed with its end time and size
 when the segment ends. After a crash the daemon finds rows still ``open`` and closes them
-as ``recovered`` from the file itself (its size and modification time): the file is an
-MPEG-TS stream, playable up to its last complete packet.
+as ``recovered`` from the file itself (its size and modification time), after cutting a
+fragment the crash left half-written (repair.py): the file plays up to its last whole
+fragment.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wallctl.recordings.repair import truncate_to_complete
 from wallctl.store import Store
 
 MAX_RESULTS = 10_000
@@ -85,6 +87,7 @@ class SegmentIndex:
             seg = _seg(row)
             p = Path(seg.path)
             try:
+                truncate_to_complete(p)
                 st = p.stat()
                 end, size, state = max(seg.start, st.st_mtime), st.st_size, "recovered"
             except OSError:

@@ -87,17 +87,23 @@ class StreamConfig(Section):
     # "http": served at /stream/{id}.ts on the HTTP listener to whoever pulls it (wall
     # decoders, an upper centre, VLC); encoding runs only while someone watches.
     # "udp": pushed continuously to `target` (unicast or multicast).
-    mode: Literal["http", "udp"] = "http"
-    # For udp: host:port ("239.1.1.1:5004" for multicast).
+    # "srt": SRT through the system ffmpeg (Debian's has libsrt): with srt_mode "listener"
+    # decoders call `target` (the address to bind, e.g. "0.0.0.0:9000"), one at a time;
+    # with "caller" it is pushed to a listener at `target`.
+    mode: Literal["http", "udp", "srt"] = "http"
+    # For udp and srt: host:port ("239.1.1.1:5004" for multicast).
     target: str | None = Field(default=None, max_length=256)
     ttl: int = Field(default=4, ge=1, le=255)
+    srt_mode: Literal["listener", "caller"] = "listener"
+    # SRT receive latency (ms): the retransmission window.
+    srt_latency_ms: int = Field(default=120, ge=20, le=8000)
     max_viewers: int = Field(default=8, ge=1, le=256)
 
     @model_validator(mode="after")
     def _mode(self) -> StreamConfig:
-        if self.mode == "udp":
+        if self.mode in ("udp", "srt"):
             if not self.target:
-                raise ValueError("a udp stream needs target = 'host:port'")
+                raise ValueError(f"a {self.mode} stream needs target = 'host:port'")
             host, sep, port = self.target.rpartition(":")
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError("target must be 'host:port'")

@@ -8,24 +8,36 @@ under the ``terminal`` category.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from wallctl.accounts import Accounts
 from wallctl.api.tokens import Tokens
 from wallctl.component import Component, Health, Status
 from wallctl.config import Config
 from wallctl.logs import get_logger
 from wallctl.recordings.index import SegmentIndex
 from wallctl.recordings.recorder import Alarm, Recorder
+from wallctl.recordings.retention import prune
 from wallctl.terminals.http import TerminalRoutes
 from wallctl.terminals.identities import Terminals
 from wallctl.terminals.passthrough import check_internals
 from wallctl.terminals.relay import Publication, Relay
+from wallctl.terminals.talkback import Talkback
 
 if TYPE_CHECKING:
     from wallctl.daemon import Runtime
 
 log = get_logger("wallctl.terminals")
+
+# How often publishing terminals are checked against the database (removed = revoked).
+REVOKE_S = 2.0
+PRUNE_EVERY_S = 3600.0
 
 
 def recordings_dir(rt: Runtime) -> Path:
@@ -48,16 +60,23 @@ class TerminalsComponent(Component):
             self.recorder = Recorder(cfg.recordings, recordings_dir(rt), self.index, self._on_alarm)
             self.relay.listeners.append(self._record)
             self.relay.on_unpublish.append(self._stop_recording)
-        TerminalRoutes(self.relay, self.identities, Tokens(rt.store)).install(rt.http.app)
+        self.talkback = Talkback(self.relay)
+        TerminalRoutes(
+            self.relay, self.identities, Tokens(rt.store), self.talkback, Accounts(rt.store)
+        ).install(rt.http.app)
         from wallctl.recordings.http import RecordingRoutes
 
         RecordingRoutes(self.index, Tokens(rt.store)).install(rt.http.app)
         rt.services["terminals"] = self
+        rt.registry.register(TerminalMetrics(self))
         self._started = False
+        self._revoker: asyncio.Task[None] | None = None
+        self._pruner: asyncio.Task[None] | None = None
 
     def _record(self, pub: Publication, kind: str, data: bytes, pts: int, kf: bool) -> None:
         assert self.recorder is not None
-        self.recorder.on_frame(pub.source, pub.terminal.id, kind, data, pts, kf)
+        has_audio = pub.audio_receiver is not None
+        self.recorder.on_frame(pub.source, pub.terminal.id, kind, data, pts, kf, has_audio)
 
     def _stop_recording(self, pub: Publication, reason: str) -> None:
         assert self.recorder is not None
@@ -77,9 +96,35 @@ class TerminalsComponent(Component):
         if recovered:
             log.warning("recording segments recovered after a crash", segments=recovered)
         await self.relay.start()
+        self._revoker = asyncio.create_task(self._revoke_removed(), name="terminals-revoke")
+        days = self.rt.config.terminals.recordings.retention_days
+        if days is not None:
+            self._pruner = asyncio.create_task(self._prune(days), name="recordings-retention")
         self._started = True
 
+    async def _revoke_removed(self) -> None:
+        """A terminal removed (a stolen phone) stops publishing within REVOKE_S, though
+        the CLI wrote the database behind the daemon's back."""
+        while True:
+            await asyncio.sleep(REVOKE_S)
+            for pub in list(self.relay.publications.values()):
+                if await asyncio.to_thread(self.identities.get, pub.terminal.id) is None:
+                    log.warning("terminal removed while publishing", terminal=pub.terminal.id)
+                    await self.relay.unpublish(pub, "removed")
+
+    async def _prune(self, days: float) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(prune, self.index, time.time() - days * 86400)
+            except Exception:
+                log.exception("recordings retention failed")
+            await asyncio.sleep(PRUNE_EVERY_S)
+
     async def stop(self) -> None:
+        for task in (self._revoker, self._pruner):
+            if task is not None:
+                task.cancel()
+        await self.talkback.stop()
         await self.relay.stop()
         if self.recorder is not None:
             await asyncio.to_thread(self.recorder.close)
@@ -95,6 +140,36 @@ class TerminalsComponent(Component):
 
     def reload(self, config: Config) -> list[str]:
         return ["terminals"] if config.terminals != self.rt.config.terminals else []
+
+
+class TerminalMetrics(Collector):
+    def __init__(self, comp: TerminalsComponent) -> None:
+        self.comp = comp
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        relay = self.comp.relay
+        pubs = GaugeMetricFamily("wallctl_terminals_publishing", "Terminals publishing now")
+        pubs.add_metric([], len(relay.publications))
+        yield pubs
+        viewers = GaugeMetricFamily(
+            "wallctl_terminal_viewers", "WHEP viewers of each terminal", labels=["terminal"]
+        )
+        frames = CounterMetricFamily(
+            "wallctl_terminal_frames",
+            "Video frames received this publication",
+            labels=["terminal"],
+        )
+        for pub in relay.publications.values():
+            viewers.add_metric([pub.terminal.id], len(pub.viewers))
+            frames.add_metric([pub.terminal.id], pub.frames)
+        yield viewers
+        yield frames
+        refused = GaugeMetricFamily(
+            "wallctl_recordings_refused", "Streams not recorded because the disk is nearly full"
+        )
+        rec = self.comp.recorder
+        refused.add_metric([], len(rec.alarms) if rec is not None else 0)
+        yield refused
 
 
 def terminals_component(rt: Runtime) -> TerminalsComponent | None:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from wallctl.config import Section
+
+class Section(BaseModel):
+    # wallctl.config.Section's settings, not the class: wallctl.config imports this module
+    # while it is being defined, so importing it back would break whichever came first.
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class IceServerConfig(Section):
@@ -35,6 +39,9 @@ class RecordingsConfig(Section):
     # Below this much free space no new segment is started (alarm on the "terminal"
     # events and /healthz); segments already written are never touched.
     min_free_mb: int = Field(default=1024, ge=0, le=10_000_000)
+    # Days a segment is kept after it ends; none (the default) keeps recordings forever,
+    # as the standards ask for enforcement footage.
+    retention_days: float | None = Field(default=None, gt=0, le=36500)
 
 
 class TerminalsConfig(Section):

@@ -20,3 +20,17 @@ def nal_types(data: bytes) -> list[int]:
 def is_keyframe(data: bytes) -> bool:
     """An access unit a decoder can start from: an IDR picture."""
     return NAL_IDR in nal_types(data)
+
+
+def nal_units(data: bytes) -> list[bytes]:
+    """The NAL units of an Annex-B access unit, without their start codes."""
+    out: list[bytes] = []
+    i = data.find(b"\x00\x00\x01")
+    while i != -1:
+        j = data.find(b"\x00\x00\x01", i + 3)
+        unit = data[i + 3 : j if j != -1 else len(data)]
+        if j != -1:
+            unit = unit.rstrip(b"\x00")  # the next 4-byte start code's leading zero
+        out.append(unit)
+        i = j
+    return out

@@ -16,17 +16,20 @@ application/sdp, 503 a configured limit reached.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 
 from aiohttp import web
 
+from wallctl.accounts import Accounts, Role, role_allows
 from wallctl.api.tokens import TOKEN_PATTERN, Tokens
 from wallctl.logs import get_logger
 from wallctl.terminals import sdp
 from wallctl.terminals.h264 import is_keyframe
 from wallctl.terminals.identities import TERMINAL_ID, Terminals
 from wallctl.terminals.relay import Relay, RelayError
+from wallctl.terminals.talkback import Talkback
 
 log = get_logger("wallctl.terminals.http")
 
@@ -78,10 +81,19 @@ def _is_loopback(remote: str | None) -> bool:
 
 
 class TerminalRoutes:
-    def __init__(self, relay: Relay, terminals: Terminals, tokens: Tokens) -> None:
+    def __init__(
+        self,
+        relay: Relay,
+        terminals: Terminals,
+        tokens: Tokens,
+        talkback: Talkback | None = None,
+        accounts: Accounts | None = None,
+    ) -> None:
         self.relay = relay
         self.terminals = terminals
         self.tokens = tokens
+        self.talkback = talkback
+        self.accounts = accounts
 
     def install(self, app: web.Application) -> None:
         r = app.router
@@ -94,6 +106,11 @@ class TerminalRoutes:
         r.add_delete("/whep/sessions/{session}", self.whep_delete)
         r.add_route("PATCH", "/whep/sessions/{session}", self.patch)
         r.add_get("/terminals/{terminal}/feed.h264", self.feed)
+        if self.talkback is not None:
+            r.add_post("/talkback/{terminal}", self.talk_post)
+            r.add_route("OPTIONS", "/talkback/{terminal}", self.options)
+            r.add_post("/whep/talkback/{terminal}", self.listen_post)
+            r.add_delete("/talkback/sessions/{session}", self.talk_delete)
 
     async def options(self, request: web.Request) -> web.Response:
         return web.Response(status=204, headers={**CORS, "Accept-Post": SDP_TYPE})
@@ -219,3 +236,84 @@ class TerminalRoutes:
         finally:
             self.relay.close_feed(terminal, q)
         return resp
+
+    # --- talkback ----------------------------------------------------------------------
+
+    async def talk_post(self, request: web.Request) -> web.StreamResponse:
+        """A commander speaks to a terminal: an operator's (or admin's) API token."""
+        assert self.talkback is not None and self.accounts is not None
+        token = _bearer(request)
+        if token is None:
+            return _unauthorized("an API token is required (session.token on the API)")
+        owner = await self.tokens.owner(token) if re.match(TOKEN_PATTERN, token) else None
+        if owner is None:
+            return _unauthorized("unknown, expired or revoked API token")
+        who = await asyncio.to_thread(self.accounts.current, owner.account)
+        if who is None or not role_allows(who.role, Role.OPERATOR):
+            return _text(403, "talking to a terminal needs the operator role")
+        terminal = request.match_info["terminal"]
+        if TERMINAL_ID.match(terminal) is None or self.terminals.get(terminal) is None:
+            return _text(404, f"no terminal {terminal[:64]!r}")
+        offer = await _offer(request)
+        if isinstance(offer, web.Response):
+            return offer
+        try:
+            leg, answer = await self.talkback.speak(terminal, who.account, offer)
+        except sdp.OfferError as e:
+            return _text(400, f"malformed SDP: {e}")
+        except sdp.UnsupportedOffer as e:
+            return _text(406, f"no codec wallctl can take: {e}")
+        except RelayError as e:
+            return _text(e.status, e.message)
+        return web.Response(
+            status=201,
+            text=answer,
+            content_type=SDP_TYPE,
+            headers={**CORS, "Location": f"/talkback/sessions/{leg.id}"},
+        )
+
+    async def listen_post(self, request: web.Request) -> web.StreamResponse:
+        """The terminal listens for commanders: its own bearer token."""
+        assert self.talkback is not None
+        terminal = request.match_info["terminal"]
+        token = _bearer(request)
+        if token is None:
+            return _unauthorized("a bearer token is required (Authorization: Bearer ...)")
+        if self.terminals.verify(terminal, token) is None:
+            return _unauthorized("unknown terminal or wrong token")
+        offer = await _offer(request)
+        if isinstance(offer, web.Response):
+            return offer
+        try:
+            leg, answer = await self.talkback.listen(terminal, offer)
+        except sdp.OfferError as e:
+            return _text(400, f"malformed SDP: {e}")
+        except sdp.UnsupportedOffer as e:
+            return _text(406, f"no codec wallctl can take: {e}")
+        except RelayError as e:
+            return _text(e.status, e.message)
+        return web.Response(
+            status=201,
+            text=answer,
+            content_type=SDP_TYPE,
+            headers={**CORS, "Location": f"/talkback/sessions/{leg.id}"},
+        )
+
+    async def talk_delete(self, request: web.Request) -> web.Response:
+        """Ends a talkback leg: the session id from the Location, with a valid token of the
+        commander (API) or of the terminal the leg belongs to."""
+        assert self.talkback is not None
+        leg = self.talkback.legs.get(request.match_info["session"])
+        token = _bearer(request)
+        if token is None:
+            return _unauthorized("a bearer token is required (Authorization: Bearer ...)")
+        allowed = False
+        if re.match(TOKEN_PATTERN, token) and await self.tokens.owner(token) is not None:
+            allowed = True
+        elif leg is not None and self.terminals.verify(leg.terminal, token) is not None:
+            allowed = True
+        if not allowed:
+            return _unauthorized("unknown token")
+        if leg is None or not await self.talkback.end(leg.id):
+            return _text(404, "no such talkback session")
+        return web.Response(status=200, headers=CORS)

@@ -126,3 +126,15 @@ class Terminals:
             return None
         info, stored = found
         return info if hmac.compare_digest(digest, stored) else None
+
+
+_FEED_PATH = re.compile(r"/terminals/([A-Za-z0-9][A-Za-z0-9_.\-]{0,63})/feed\.h264$")
+
+
+def whep_path_of(source_id: str, kind: str, url: str | None) -> str | None:
+    """Where a configured ``mobile`` source is watched over WHEP: the terminal named by its
+    feed URL (docs/terminals.md), else the terminal with the source's id."""
+    if kind != "mobile":
+        return None
+    m = _FEED_PATH.search(url or "")
+    return f"/whep/{source_of(m.group(1) if m else source_id)}"

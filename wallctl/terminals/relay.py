@@ -42,6 +42,7 @@ from wallctl.terminals.passthrough import (
     AUDIO_TIME_BASE,
     VIDEO_TIME_BASE,
     EncodedTrack,
+    on_keyframe_request,
     request_keyframe,
     tap_receiver,
 )
@@ -49,6 +50,8 @@ from wallctl.terminals.passthrough import (
 log = get_logger("wallctl.terminals")
 
 WATCH_S = 0.25
+# Keyframes asked of a publisher on viewers' behalf: at most one per this interval.
+KEYFRAME_INTERVAL_S = 0.5
 # Bytes of Annex-B queued for one local feed before it is cut off (a stuck reader).
 FEED_MAX_QUEUE = 256
 
@@ -92,6 +95,7 @@ class Publication:
     keyframes: int = 0
     bytes: int = 0
     codecs: set[str] = field(default_factory=set)
+    last_keyframe_request: float = 0.0
 
     @property
     def source(self) -> str:
@@ -335,7 +339,9 @@ class Relay:
         try:
             for m in offer.media:
                 if m.kind == "video":
-                    _prefer(pc.addTransceiver(video, direction="sendonly"))
+                    t = pc.addTransceiver(video, direction="sendonly")
+                    _prefer(t)
+                    on_keyframe_request(t.sender, lambda: self._keyframe_for(viewer))
                 else:
                     audio = EncodedTrack("audio", AUDIO_TIME_BASE)
                     _prefer(pc.addTransceiver(audio, direction="sendonly"))
@@ -360,6 +366,20 @@ class Relay:
             await request_keyframe(pub.video_receiver)
         log.info("viewer joined", source=pub.source, viewer=viewer.id, viewers=len(pub.viewers))
         return viewer, pc.localDescription.sdp
+
+    def _keyframe_for(self, viewer: Viewer) -> None:
+        """A viewer lost pictures: ask the publisher for a keyframe, at most every
+        KEYFRAME_INTERVAL_S whoever asks (each keyframe costs the phone bandwidth)."""
+        pub = self.by_source(viewer.source)
+        if pub is None or pub.video_receiver is None:
+            return
+        now = time.monotonic()
+        if now - pub.last_keyframe_request < KEYFRAME_INTERVAL_S:
+            return
+        pub.last_keyframe_request = now
+        task = asyncio.ensure_future(request_keyframe(pub.video_receiver))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def end_view(self, viewer_id: str) -> bool:
         viewer = self.viewers.pop(viewer_id, None)

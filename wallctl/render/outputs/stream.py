@@ -5,8 +5,10 @@ would need a media server on their side (field notes). So the default is to *ser
 ``GET /stream/{id}.ts`` on the daemon's HTTP listener is a continuous MPEG-TS that any
 decoder, VLC, ffplay or an upper centre's recorder can pull, with no extra server. Many
 decoders also take MPEG-TS over UDP (usually multicast): ``mode = "udp"`` pushes to a
-``target`` host:port. (SRT would be the better pull protocol across networks, but the
-FFmpeg bundled with PyAV has no libsrt; RTSP serving is a later step.)
+``target`` host:port. Across networks SRT is the better protocol; the FFmpeg bundled
+with PyAV has no libsrt, so ``mode = "srt"`` hands the TS to the system ``ffmpeg``
+(Debian's has libsrt) which listens for a decoder to call (or calls a listener); the
+relay is restarted when a caller leaves. RTSP serving is a later step.
 
 One encoder per stream, however many viewers: libx264 ``ultrafast`` + ``zerolatency``,
 I420 straight from the canvas (scaled in the compositor thread when the stream asks for
@@ -20,6 +22,9 @@ rather than allowed to hold the encoder back.
 from __future__ import annotations
 
 import asyncio
+import queue
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterable
@@ -33,6 +38,7 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from wallctl.logs import get_logger
+from wallctl.redact import redact
 from wallctl.render.compositor import Compositor
 from wallctl.render.config import StreamConfig
 from wallctl.render.outputs.preview import scale_i420
@@ -116,6 +122,7 @@ class StreamOutput:
         self._active = threading.Event()
         self._thread: threading.Thread | None = None
         self.fanout: _Fanout | None = None
+        self.relay: SrtRelay | None = None
         self.frames = 0
         self.late = 0
         self.error: str | None = None
@@ -126,7 +133,7 @@ class StreamOutput:
     async def start(self) -> None:
         self.fanout = _Fanout(asyncio.get_running_loop())
         self.comp.add_tap(self)
-        if self.config.mode == "udp":
+        if self.config.mode in ("udp", "srt"):
             self._active.set()
         self._thread = threading.Thread(
             target=self._run, name=f"stream-{self.config.id}", daemon=True
@@ -140,6 +147,9 @@ class StreamOutput:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 5.0)
             self._thread = None
+        if self.relay is not None:
+            await asyncio.to_thread(self.relay.close)
+            self.relay = None
         if self.fanout is not None:
             for v in list(self.fanout.viewers):
                 v.queue.put_nowait(None)
@@ -215,7 +225,19 @@ class StreamOutput:
 
     def _open(self) -> Any:
         cfg = self.config
-        if cfg.mode == "udp":
+        if cfg.mode == "srt":
+            if self.relay is None:
+                assert cfg.target is not None
+                self.relay = SrtRelay(cfg.id, srt_url(cfg), self._stop)
+                self.relay.start()
+            container = av.open(
+                self.relay,
+                "w",
+                format="mpegts",
+                buffer_size=1316 * 8,
+                options={"flush_packets": "1"},
+            )
+        elif cfg.mode == "udp":
             assert cfg.target is not None
             url = f"udp://{cfg.target}?pkt_size=1316&ttl={cfg.ttl}"
             container = av.open(url, "w", format="mpegts")
@@ -310,7 +332,9 @@ class StreamOutput:
 
     async def serve(self, request: web.Request) -> web.StreamResponse:
         if self.config.mode != "http":
-            raise web.HTTPNotFound(text=f"stream {self.config.id!r} is pushed over UDP\n")
+            raise web.HTTPNotFound(
+                text=f"stream {self.config.id!r} is sent over {self.config.mode.upper()}\n"
+            )
         viewer = self.join()
         try:
             resp = web.StreamResponse(
@@ -327,6 +351,110 @@ class StreamOutput:
             return web.StreamResponse()
         finally:
             self.leave(viewer)
+
+
+def srt_url(cfg: StreamConfig) -> str:
+    assert cfg.target is not None
+    return (
+        f"srt://{cfg.target}?mode={cfg.srt_mode}&latency={cfg.srt_latency_ms * 1000}&transtype=live"
+    )
+
+
+class SrtRelay:
+    """Passes the muxed TS to a system ``ffmpeg`` that speaks SRT (copy, no re-encode).
+
+    The muxer writes from the encoder thread into a bounded queue (full: chunks are
+    dropped, the encoder never waits); a writer thread feeds ffmpeg's stdin. ffmpeg in
+    listener mode waits for a caller and exits when it leaves: it is started again.
+    """
+
+    QUEUE = 128
+
+    def __init__(self, name: str, url: str, stop: threading.Event) -> None:
+        self.name = name
+        self.url = url
+        self._stop = stop
+        self._closed = threading.Event()
+        self._queue: queue.Queue[bytes] = queue.Queue(self.QUEUE)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._thread: threading.Thread | None = None
+        self.dropped = 0
+        self.restarts = 0
+        self.error: str | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"srt-{self.name}", daemon=True)
+        self._thread.start()
+
+    # The muxer's file interface.
+    def write(self, data: bytes) -> int:
+        try:
+            self._queue.put_nowait(bytes(data))
+        except queue.Full:
+            self.dropped += 1
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def _run(self) -> None:
+        ffmpeg = shutil.which("ffmpeg")
+        while not (self._stop.is_set() or self._closed.is_set()):
+            if ffmpeg is None:
+                self.error = "SRT needs the system ffmpeg (Debian package ffmpeg)"
+                self._closed.wait(RETRY_S)
+                continue
+            # A short probe: the stream is ours and known; FFmpeg's default would hold the
+            # listener back for 5 s of video.
+            args = [ffmpeg, "-v", "error", "-probesize", "65536", "-analyzeduration", "300000"]
+            args += ["-f", "mpegts", "-i", "pipe:0", "-c", "copy"]
+            args += ["-f", "mpegts", self.url]
+            self._proc = subprocess.Popen(
+                args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+            stdin = self._proc.stdin
+            assert stdin is not None
+            try:
+                while self._proc.poll() is None and not self._closed.is_set():
+                    try:
+                        chunk = self._queue.get(timeout=0.5)
+                    except queue.Empty:
+                        continue
+                    stdin.write(chunk)
+                    stdin.flush()
+            except (BrokenPipeError, OSError):
+                pass
+            self._end_proc()
+            if not self._closed.is_set():
+                self.restarts += 1
+                log.info("srt relay restarting", stream=self.name, restarts=self.restarts)
+                self._closed.wait(0.5)
+
+    def _end_proc(self) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(5)
+        err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+        if err:
+            self.error = redact(err.splitlines()[-1])[:200]
+        for f in (proc.stdin, proc.stderr):
+            if f is not None:
+                try:
+                    f.close()
+                except OSError:
+                    pass
+        self._proc = None
+
+    def close(self) -> None:
+        self._closed.set()
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        if self._thread is not None:
+            self._thread.join(5)
 
 
 class StreamOutputs:
