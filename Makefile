@@ -3,8 +3,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Debian packages the daemon itself uses: a CJK font for the wall's Chinese labels and
+# slates; ffmpeg for the SRT/V4L2 inputs and the SRT stream output (PyAV's FFmpeg lacks them).
+DEB_RUN_PACKAGES ?= fonts-noto-cjk ffmpeg
 # Debian packages the test suite talks to as real peers.
-DEB_TEST_PACKAGES ?= systemd sqlite3 socat mosquitto mosquitto-clients
+DEB_TEST_PACKAGES ?= $(DEB_RUN_PACKAGES) systemd sqlite3 socat mosquitto mosquitto-clients
 # The console's browser tests: headless Chromium and a CJK font for its screenshots.
 DEB_TEST_PACKAGES += chromium fonts-wqy-microhei
 # The compositor: a CJK font for labels and slates, an X server and SDL2 for the window
@@ -24,9 +27,9 @@ DEB_TEST_PACKAGES += util-linux iproute2
 DEB_TEST_PACKAGES += nodejs
 APT_UPDATED := $(VENV)/.apt-updated
 
-.PHONY: run test lint typecheck pytest bench fmt clean deb-test-deps venv
+.PHONY: run test lint typecheck pytest bench fmt clean deb-test-deps deb-run-deps venv
 
-run: $(VENV)/.installed
+run: deb-run-deps $(VENV)/.installed
 	$(BIN)/wallctl run $(ARGS)
 
 test: deb-test-deps $(VENV)/.installed-test lint typecheck pytest
@@ -49,6 +52,9 @@ $(VENV)/.installed: pyproject.toml setup.py $(VENV)/bin/python
 $(VENV)/.installed-test: pyproject.toml setup.py $(VENV)/bin/python
 	$(BIN)/pip install -q -e '.[test]'
 	@touch $@ $(VENV)/.installed
+
+deb-run-deps:
+	@$(MAKE) --no-print-directory deb-test-deps DEB_TEST_PACKAGES="$(DEB_RUN_PACKAGES)"
 
 deb-test-deps:
 	@missing=""; for p in $(DEB_TEST_PACKAGES); do \

@@ -61,6 +61,18 @@ class Protocol:
             return await self.host(options, address, port)
         return await serve_tcp(self.simulator(options), address, port)
 
+    def simulation_problem(self, options: SimOptions) -> str | None:
+        """Why ``simulate = true`` cannot work for this protocol (None when it can), for
+        ``wallctl check``: a protocol with neither a host nor a byte-stream model, or
+        options its model refuses. A host's own refusals show when it starts."""
+        if self.host is not None:
+            return None
+        try:
+            self.simulator(options)
+        except (NotImplementedError, ValueError) as e:
+            return str(e)
+        return None
+
 
 PROTOCOLS: dict[str, Protocol] = {}
 # Packages that failed to import: package -> why (so one broken protocol never takes

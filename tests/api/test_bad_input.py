@@ -322,9 +322,18 @@ async def test_origin_path_and_connection_cap(tmp_path: Path, accounts_db: Path)
         tmp_path, accounts_db, max_connections=2, allowed_origins=["https://panel.example"]
     )
     try:
-        with pytest.raises(InvalidStatus) as e:
-            await ws_connect(api.url, origin="http://evil.example")  # type: ignore[arg-type]
-        assert e.value.response.status_code == 403
+        # A page from elsewhere, from another port of this host, or a broken Origin.
+        for bad in (
+            "http://evil.example",
+            "http://127.0.0.1:9999",
+            "null",
+            "http://[::1",
+            "ftp://127.0.0.1:8080",
+        ):
+            with pytest.raises(InvalidStatus) as e:
+                await ws_connect(api.url, origin=bad)  # type: ignore[arg-type]
+            assert e.value.response.status_code == 403, bad
+            assert b"origin not allowed" in e.value.response.body
         ok1 = await ws_connect(api.url, origin="https://panel.example")  # type: ignore[arg-type]
         ok2 = await ws_connect(api.url, origin="http://127.0.0.1:8080")  # type: ignore[arg-type]
         with pytest.raises(InvalidStatus) as e:

@@ -264,3 +264,23 @@ async def test_cli_options_reach_the_simulator_and_bad_ones_are_refused() -> Non
         assert p.returncode == 2, (args, err)
         assert expect in err.decode(), (args, err)
         assert out == b""
+
+
+def test_check_refuses_simulate_where_no_simulator_can_run() -> None:
+    from wallctl.config import ConfigError, parse_config
+
+    tiles = {"rows": 2, "cols": 2, "width_mm": 1209.6, "height_mm": 680.4}
+    raw: dict[str, Any] = {
+        "wall": {"tiles": {**tiles, "width_px": 1920, "height_px": 1080}},
+        "devices": [
+            {"id": "cam", "name": "Cam", "protocol": "onvif", "simulate": True},
+            {"id": "te", "name": "TE", "protocol": "huawei-te", "simulate": True},
+            {"id": "m", "name": "M", "protocol": "samsung-mdc", "simulate": True, "chain": [2]},
+        ],
+    }
+    with pytest.raises(ConfigError) as e:
+        parse_config(raw)
+    problems = [str(p) for p in e.value.problems]
+    # Only the camera: the codec hosts its simulator, the display chain is playable.
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("devices[0].simulate: onvif has no in-daemon simulator")

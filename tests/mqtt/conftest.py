@@ -469,6 +469,9 @@ async def read_retained(broker: Broker, user: str, topic: str, within: float = 5
     out, err = await proc.communicate()
     if proc.returncode != 0:
         raise AssertionError(f"mosquitto_sub failed ({proc.returncode}): {err.decode()}")
+    if not out.strip():
+        # --retained-only exits quietly on a live (non-retained) message: none retained yet.
+        return None
     return json.loads(out)
 
 
@@ -479,6 +482,6 @@ async def read_retained_until(
     deadline = time.monotonic() + within
     while True:
         value = await read_retained(broker, user, topic)
-        if pred(value) or time.monotonic() > deadline:
+        if (value is not None and pred(value)) or time.monotonic() > deadline:
             return value
         await asyncio.sleep(0.05)

@@ -73,7 +73,9 @@ def run_in_netns(
     """
     script = (
         "ip link set lo up && ip addr add 127.0.0.2/8 dev lo && "
-        f'exec "{sys.executable}" -m pytest -q -p no:cacheprovider "$0" "$@"'
+        f'exec "{sys.executable}" -m pytest -q -p no:cacheprovider '
+        # A recorder or relay thread that dies is a failure, not a warning.
+        '-W error::pytest.PytestUnhandledThreadExceptionWarning "$0" "$@"'
     )
     env = {**os.environ, NETNS_ENV: "1"}
     return subprocess.run(

@@ -377,3 +377,23 @@ def test_retention_deletes_only_segments_past_it(store: Store, tmp_path: Path, c
     assert left.id == segs[-1].id and Path(left.path).exists()
     assert not Path(segs[0].path).exists() and not Path(segs[1].path).exists()
     assert prune(index, segs[-1].start + 0.01) == 0
+
+
+def test_a_new_picture_size_starts_a_new_segment(store: Store, tmp_path: Path) -> None:
+    """A phone's camera ramps up (360p to 720p): each segment's header fits its pictures."""
+    from .conftest import make_clip  # here: the crash test's child imports this module bare
+
+    small = make_clip(tmp_path / "small.ts", seconds=2, size="320x180")
+    large = make_clip(tmp_path / "large.ts", seconds=2, size="640x360")
+    frames = clip_frames(small)
+    last = frames[-1][1] + 3600
+    frames += [(d, p + last, k) for d, p, k in clip_frames(large)]
+    record(store, tmp_path / "rec", frames, RecordingsConfig(segment_s=60, min_free_mb=0))
+    segs = SegmentIndex(store).search(SOURCE, None, 0, time.time() + 60)
+    sizes = []
+    for seg in segs:
+        with av.open(seg.path) as c:
+            cc = c.streams.video[0].codec_context
+            sizes.append((cc.width, cc.height))
+            assert decoded(seg.path) == 50
+    assert sizes == [(320, 180), (640, 360)]

@@ -93,3 +93,20 @@ def test_the_raw_feed_is_for_this_host_only() -> None:
     assert _is_loopback("127.0.0.1") and _is_loopback("127.0.0.2") and _is_loopback("::1")
     assert not _is_loopback("192.0.2.10") and not _is_loopback("10.0.0.1")
     assert not _is_loopback(None) and not _is_loopback("not-an-address")
+
+
+def test_announced_addresses_join_each_udp_host_candidate() -> None:
+    answer = (
+        "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\n"
+        "a=candidate:abc 1 udp 2130706431 10.1.2.3 40000 typ host\r\n"
+        "a=candidate:def 1 udp 1694498815 198.51.100.1 40002 typ srflx raddr 10.1.2.3 "
+        "rport 40000\r\n"
+        "a=candidate:ghi 1 tcp 1518280447 10.1.2.3 9 typ host tcptype active\r\n"
+        "a=end-of-candidates\r\n"
+    )
+    out = sdp.announce_addresses(answer, ["203.0.113.5"])
+    lines = out.split("\r\n")
+    assert "a=candidate:abc1 1 udp 2130706430 203.0.113.5 40000 typ host" in lines
+    assert sum("203.0.113.5" in ln for ln in lines) == 1, "only UDP host candidates"
+    assert lines[:3] == answer.split("\r\n")[:3]
+    assert sdp.announce_addresses(answer, []) == answer

@@ -45,6 +45,7 @@ def test_add_prints_what_the_phone_needs_and_keeps_only_a_hash(tmp_path: Path) -
     lines = r.stdout.splitlines()
     assert lines[0] == "whip_url: http://127.0.0.1:8080/whip/patrol-7"
     assert lines[1].startswith("token: ") and len(lines[1]) > 7 + 40
+    assert len(lines) == 2 and "public_url" in r.stderr  # 127.0.0.1 is no use to a phone
     token = lines[1].removeprefix("token: ")
     db = (tmp_path / "wallctl.db").read_bytes()
     wal = tmp_path / "wallctl.db-wal"
@@ -81,3 +82,16 @@ def test_bad_input_and_missing_terminals_have_their_exit_codes(tmp_path: Path) -
     r = wallctl(tmp_path, "remove", "unit-1")
     assert r.returncode == 3 and "no terminal" in r.stderr
     assert json.loads(wallctl(tmp_path, "list", "--json").stdout) == []
+
+
+def test_the_public_url_is_what_the_phone_gets(tmp_path: Path) -> None:
+    cfg = tmp_path / "wallctl.toml"
+    cfg.write_text(
+        "[wall]\nmin_diagonal_cm = 10\n[wall.tiles]\nrows = 1\ncols = 1\n"
+        "width_mm = 1209.6\nheight_mm = 680.4\nwidth_px = 1920\nheight_px = 1080\n"
+        '[terminals]\npublic_url = "https://zhihui.example.gov.cn:8443/"\n'
+    )
+    r = wallctl(tmp_path, "add", "patrol-8", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == "whip_url: https://zhihui.example.gov.cn:8443/whip/patrol-8"
+    assert r.stderr == ""

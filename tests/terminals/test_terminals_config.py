@@ -55,6 +55,7 @@ def test_site_ice_servers_reach_aiortc_with_their_secret() -> None:
         ({"recordings": {"min_free_mb": -1}}, "terminals.recordings.min_free_mb", ">= 0"),
         ({"max_viewers": 0}, "terminals.max_viewers", ">= 1"),
         ({"stun": "x"}, "terminals.stun", ""),
+        ({"announced_addresses": ["gateway.example"]}, "terminals.announced_addresses[0]", ""),
     ],
 )
 def test_bad_values_name_their_key(terminals: dict[str, Any], path: str, reason: str) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -29,7 +30,6 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 from websockets.protocol import State
-from websockets.typing import Origin
 
 from wallctl import __version__
 from wallctl.api import methods
@@ -217,7 +217,7 @@ class ApiServer(Component):
         store: Store,
         accounts: AuthBackend,
         *,
-        http_port: int | None = None,
+        http_port: int | Callable[[], int | None] | None = None,
         registry: CollectorRegistry | None = None,
         bootstrap_file: Path | None = None,
         bus: EventBus | None = None,
@@ -281,7 +281,6 @@ class ApiServer(Component):
             cfg.host,
             cfg.port,
             ssl=tls,
-            origins=self._origins(),
             process_request=self._admit,
             max_size=cfg.max_message_bytes,
             # Frames read ahead of the handler: small, so a flood waits in the kernel.
@@ -349,15 +348,36 @@ class ApiServer(Component):
 
     # --- admission -----------------------------------------------------------------
 
-    def _origins(self) -> list[Origin | None]:
-        origins: list[Origin | None] = [None, *map(Origin, self.config.allowed_origins)]
-        if self.http_port:
-            origins += [Origin(f"http://{h}:{self.http_port}") for h in ("127.0.0.1", "localhost")]
-        return origins
+    def _origin_allowed(self, request: HttpRequest) -> bool:
+        """Browsers send Origin; other clients (dispatch software, the CLI) do not.
+
+        Allowed: no Origin, an origin from ``allowed_origins``, or a page served by our
+        own HTTP listener (its bound port) on the host name this connection was made to
+        - the commander's console, wherever the daemon is reached from.
+        """
+        origin = request.headers.get("Origin")
+        if origin is None or origin in self.config.allowed_origins:
+            return True
+        port = self.http_port() if callable(self.http_port) else self.http_port
+        if not port:
+            return False
+        try:
+            o = urlsplit(origin)
+            o_port = o.port or (443 if o.scheme == "https" else 80)
+            host = urlsplit("//" + request.headers.get("Host", "")).hostname
+        except ValueError:
+            return False
+        if o.scheme not in ("http", "https") or o.hostname is None:
+            return False
+        same_host = host is not None and o.hostname == host
+        loopback = o.hostname in ("127.0.0.1", "localhost", "::1")
+        return o_port == port and (same_host or loopback)
 
     def _admit(self, conn: ServerConnection, request: HttpRequest) -> HttpResponse | None:
         if request.path.split("?", 1)[0] != self.config.path:
             return conn.respond(HTTPStatus.NOT_FOUND, "no API at this path\n")
+        if not self._origin_allowed(request):
+            return conn.respond(HTTPStatus.FORBIDDEN, "origin not allowed\n")
         if self.connections >= self.config.max_connections:
             return conn.respond(HTTPStatus.SERVICE_UNAVAILABLE, "too many API connections\n")
         if self._stopping:
@@ -981,7 +1001,8 @@ def api_component(rt: Runtime) -> ApiServer:
         rt.walls,
         rt.store,
         Accounts(rt.store),
-        http_port=rt.config.http.port,
+        # The bound port: with port 0 in the config it is known only once listening.
+        http_port=lambda: rt.http.port or rt.config.http.port,
         registry=rt.registry,
         bootstrap_file=rt.state_dir / "admin-password",
         bus=rt.bus,

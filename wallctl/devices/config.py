@@ -143,6 +143,14 @@ def device_problems(devices: list[DeviceConfig]) -> list[Problem]:
             continue
         dims = getattr(cfg, "dims", None)
         size = dims() if callable(dims) else None
+        if dev.simulate:
+            from drivers.registry import SimOptions
+
+            ins, outs = size or (16, 16)
+            sim = SimOptions(ins, outs, options=cfg.model_dump(exclude_unset=True))
+            why = proto.simulation_problem(sim)
+            if why is not None:
+                problems.append(Problem(f"{path}.simulate", why))
         for kind, names in (("inputs", dev.inputs), ("outputs", dev.outputs)):
             for num, label in names.items():
                 where = f"{path}.{kind}.{num}"

@@ -102,6 +102,7 @@ class StreamWriter(threading.Thread):
         self.last: dict[str, int] = {}
         self.anchor: dict[str, tuple[float, int]] = {}
         self.params: list[bytes] = []  # the latest SPS and PPS seen
+        self.seg_params: list[bytes] = []  # those the open segment's header holds
         self.refused = False
         self.stopping = threading.Event()
         self.dropped = 0
@@ -153,8 +154,12 @@ class StreamWriter(threading.Thread):
             params = [n for n in nal_units(data) if n and n[0] & 0x1F in (NAL_SPS, NAL_PPS)]
             if params:
                 self.params = params
+            # A new segment also when the picture's parameters change (a phone's camera
+            # ramping from 360p to 720p): each segment's header describes all its pictures.
             if keyframe and (
-                self.container is None or when - self.seg_start >= self.rec.config.segment_s
+                self.container is None
+                or when - self.seg_start >= self.rec.config.segment_s
+                or self.params != self.seg_params
             ):
                 self._close()
                 self._open(when, data)
@@ -204,7 +209,7 @@ class StreamWriter(threading.Thread):
             self.streams["audio"] = audio
             codecs = "h264,opus"
         self.container, self.path = container, path
-        self.seg_start, self.last = start, {}
+        self.seg_start, self.last, self.seg_params = start, {}, list(self.params)
         self.seg_id = self.rec.index.open(self.source, self.identity, path, start, codecs)
         self.segments += 1
         log.info("recording segment started", source=self.source, path=str(path))
@@ -246,6 +251,7 @@ class Recorder:
         self.index = index
         self.on_alarm = on_alarm
         self.writers: dict[str, StreamWriter] = {}
+        self.ending: list[StreamWriter] = []
         self.alarms: dict[str, Alarm] = {}
         root.mkdir(parents=True, exist_ok=True)
 
@@ -288,10 +294,13 @@ class Recorder:
         w = self.writers.pop(source, None)
         if w is not None:
             w.end()
+            # Still closing its segment: close() waits for it before the store goes.
+            self.ending = [x for x in self.ending if x.is_alive()] + [w]
         return w
 
     def close(self, timeout: float = 10.0) -> None:
         for s in list(self.writers):
-            w = self.end(s)
-            if w is not None:
-                w.join(timeout)
+            self.end(s)
+        for w in self.ending:
+            w.join(timeout)
+        self.ending = []

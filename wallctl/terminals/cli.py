@@ -17,6 +17,7 @@ import json
 import sys
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from wallctl.accounts_cli import _actor, _open_store
 from wallctl.errors import Conflict, InvalidField, NotFound
@@ -86,9 +87,18 @@ def _error(message: str, code: int) -> int:
 
 def cmd_add(args: argparse.Namespace) -> int:
     def body(t: Terminals) -> int:
+        base = _base_url(args)
         token = t.add(args.id, args.name, _actor())
-        print(f"whip_url: {_base_url(args)}/whip/{args.id}")
+        print(f"whip_url: {base}/whip/{args.id}")
         print(f"token: {token}")
+        host = urlsplit(base).hostname or ""
+        if host in ("127.0.0.1", "::1", "localhost", "0.0.0.0", "::"):
+            # On stderr: stdout stays the two lines an enrolment script reads.
+            print(
+                f"{PROG}: warning: {host} is not an address a phone reaches: set "
+                "[terminals] public_url",
+                file=sys.stderr,
+            )
         return 0
 
     return _run(args, body)

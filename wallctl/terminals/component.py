@@ -1,7 +1,7 @@
 """The terminals component: WHIP/WHEP routes, the relay, and the recorder behind it.
 
 Registers ``rt.services["terminals"]`` (this component: ``relay``, ``identities``,
-``recorder``, ``index``). Publish/unpublish and recording alarms go out on the bus
+``recorder``, ``index``, ``talkback``). Publish/unpublish and recording alarms go out on the bus
 under the ``terminal`` category.
 """
 
@@ -21,6 +21,7 @@ from wallctl.api.tokens import Tokens
 from wallctl.component import Component, Health, Status
 from wallctl.config import Config
 from wallctl.logs import get_logger
+from wallctl.recordings.http import RecordingRoutes
 from wallctl.recordings.index import SegmentIndex
 from wallctl.recordings.recorder import Alarm, Recorder
 from wallctl.recordings.retention import prune
@@ -61,11 +62,10 @@ class TerminalsComponent(Component):
             self.relay.listeners.append(self._record)
             self.relay.on_unpublish.append(self._stop_recording)
         self.talkback = Talkback(self.relay)
+        self.accounts = Accounts(rt.store)  # roles of commanders who talk back
         TerminalRoutes(
-            self.relay, self.identities, Tokens(rt.store), self.talkback, Accounts(rt.store)
+            self.relay, self.identities, Tokens(rt.store), self.talkback, self.accounts
         ).install(rt.http.app)
-        from wallctl.recordings.http import RecordingRoutes
-
         RecordingRoutes(self.index, Tokens(rt.store)).install(rt.http.app)
         rt.services["terminals"] = self
         rt.registry.register(TerminalMetrics(self))
@@ -126,6 +126,7 @@ class TerminalsComponent(Component):
                 task.cancel()
         await self.talkback.stop()
         await self.relay.stop()
+        self.accounts.close()
         if self.recorder is not None:
             await asyncio.to_thread(self.recorder.close)
         self._started = False

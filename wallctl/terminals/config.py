@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, SecretStr, field_validator
 
 
 class Section(BaseModel):
@@ -51,6 +51,9 @@ class TerminalsConfig(Section):
     public_url: str | None = Field(default=None, max_length=256)
     # No public STUN server by default (closed networks): host candidates only.
     ice_servers: list[IceServerConfig] = Field(default_factory=list, max_length=8)
+    # Further addresses to offer as host candidates, each with the port of every gathered
+    # one: the address of a 1:1 NAT or a published address the interfaces do not show.
+    announced_addresses: list[IPvAnyAddress] = Field(default_factory=list, max_length=8)
     # A publisher whose video stops for this long is unpublished (ICE consent failure
     # would take ~30 s); its windows show the offline slate.
     inactivity_s: float = Field(default=3.0, ge=0.5, le=60)

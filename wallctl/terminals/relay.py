@@ -169,6 +169,9 @@ class Relay:
         # Never aiortc's default (a public STUN server): closed networks have none.
         return RTCConfiguration(iceServers=servers)
 
+    def announce(self, answer: str) -> str:
+        return sdp.announce_addresses(answer, [str(a) for a in self.config.announced_addresses])
+
     # --- publishing ----------------------------------------------------------------------
 
     def publication(self, terminal: str) -> Publication | None:
@@ -226,7 +229,7 @@ class Relay:
         self.publications[terminal.id.lower()] = pub
         log.info("terminal publishing", terminal=terminal.id, session=pub.id)
         self._publish_event("terminal.published", pub, None)
-        return pub, pc.localDescription.sdp
+        return pub, self.announce(pc.localDescription.sdp)
 
     def _tap(self, pub: Publication, transceiver: RTCRtpTransceiver) -> None:
         receiver = transceiver.receiver
@@ -365,7 +368,7 @@ class Relay:
         if pub.video_receiver is not None:
             await request_keyframe(pub.video_receiver)
         log.info("viewer joined", source=pub.source, viewer=viewer.id, viewers=len(pub.viewers))
-        return viewer, pc.localDescription.sdp
+        return viewer, self.announce(pc.localDescription.sdp)
 
     def _keyframe_for(self, viewer: Viewer) -> None:
         """A viewer lost pictures: ask the publisher for a keyframe, at most every

@@ -137,3 +137,33 @@ def check_view(offer: Offer) -> None:
             problems.append(f"{m.kind} section is {m.direction}: a WHEP offer receives")
     if problems:
         raise UnsupportedOffer("; ".join(problems))
+
+
+def announce_addresses(answer: str, addresses: list[str]) -> str:
+    """``answer`` with each UDP host candidate also offered at ``addresses`` (same port).
+
+    For a daemon behind a 1:1 NAT or a published address that its own interfaces do not
+    show: the peer sends its checks there and the NAT forwards them to the socket that
+    gathered the original candidate, which answers whatever address the peer used."""
+    if not addresses:
+        return answer
+    out: list[str] = []
+    eol = "\r\n" if "\r\n" in answer else "\n"
+    for line in answer.split(eol):
+        out.append(line)
+        parts = line.split()
+        # a=candidate:<foundation> <component> udp <priority> <address> <port> typ host
+        if (
+            line.startswith("a=candidate:")
+            and len(parts) >= 8
+            and parts[2].lower() == "udp"
+            and parts[6] == "typ"
+            and parts[7] == "host"
+        ):
+            for n, address in enumerate(addresses, start=1):
+                extra = list(parts)
+                extra[0] = f"{parts[0]}{n}"  # a foundation of its own
+                extra[3] = str(max(1, int(parts[3]) - n))  # just below the original
+                extra[4] = address
+                out.append(" ".join(extra))
+    return eol.join(out)

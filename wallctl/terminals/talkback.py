@@ -107,7 +107,7 @@ class Talkback:
         except Exception as e:
             await pc.close()
             raise RelayError(400, f"the offer cannot be answered: {e}") from None
-        return str(pc.localDescription.sdp)
+        return self.relay.announce(str(pc.localDescription.sdp))
 
     def _watch(self, leg: Leg) -> None:
         @leg.pc.on("connectionstatechange")
