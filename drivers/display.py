@@ -12,12 +12,16 @@ device has them ``volume`` (0..100) and ``mute`` (bool).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from drivers.contract import Driver, NoParams, action
-from drivers.errors import InvalidParams
+from drivers.contract import Driver, NoParams, Origin, action
+from drivers.errors import AuthFailed, DeviceRejected, DriverError, InvalidParams
+from wallctl.logs import get_logger
+
+log = get_logger("drivers.display")
 
 
 class PowerParams(BaseModel):
@@ -77,3 +81,48 @@ class DisplayDriver(Driver):
                 act["params"]["properties"]["source"]["enum"] = list(self.input_names)
         out["inputs"] = list(self.input_names)
         return out
+
+
+class ChainedDisplayDriver(DisplayDriver):
+    """A display on its own line, or several on one RS-232 daisy chain driven together."""
+
+    # The first display's id, then the rest of the chain; set from the driver's config.
+    ids: tuple[int, ...] = ()
+
+    async def _each(self, op: Callable[[int], Awaitable[None]], *, tolerate: bool = False) -> None:
+        """Run ``op`` for every display of the chain, all of them even when some fail.
+
+        All failed: the first error as it is (offline stays offline). Some failed: a
+        DeviceRejected naming each display at fault -- or, with ``tolerate`` (reads),
+        a warning, since the others' state is still worth having. A refused login stops
+        at once: every display would refuse it.
+        """
+        errors: list[tuple[int, DriverError]] = []
+        for did in self.ids:
+            try:
+                await op(did)
+            except AuthFailed:
+                raise
+            except DriverError as e:
+                errors.append((did, e))
+        if not errors:
+            return
+        if len(errors) == len(self.ids):
+            raise errors[0][1]
+        summary = "; ".join(f"display {did}: {e.message}" for did, e in errors)
+        if tolerate:
+            log.warning(
+                "displays of the chain did not answer", device=self.device_id, detail=summary
+            )
+            return
+        raise DeviceRejected("partial", summary)
+
+    def _record(self, did: int, key: str, value: Any, origin: Origin) -> None:
+        """One display's ``key``; on a chain also the common value, or ``"mixed"``."""
+        if len(self.ids) == 1:
+            self.set_state(key, value, origin)
+            return
+        self.set_state(f"display.{did}.{key}", value, origin)
+        known = [self.state[k] for i in self.ids if (k := f"display.{i}.{key}") in self.state]
+        same = all(v == known[0] for v in known)
+        self.set_state(key, known[0] if same else "mixed", origin)

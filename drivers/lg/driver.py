@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from drivers.backoff import Backoff
 from drivers.connection import Connection, Reply
 from drivers.contract import DriverConfig, DriverSetup, Manifest, Origin, action
-from drivers.display import DisplayDriver
-from drivers.errors import DeviceRejected, DeviceTimeout, DriverError, InvalidParams
+from drivers.display import ChainedDisplayDriver
+from drivers.errors import DeviceRejected, DeviceTimeout, InvalidParams
 from drivers.lg import codec
 from drivers.lg.codec import Cmd, Event, Garbage, Input
 from drivers.lg.codec import Reply as LgReply
@@ -124,7 +124,7 @@ def _matcher(cmd: Cmd, set_id: int) -> Callable[[Event], Reply]:
     return match
 
 
-class LgDriver(DisplayDriver):
+class LgDriver(ChainedDisplayDriver):
     manifest = Manifest(
         vendor="LG Electronics",
         products=("LG signage (SM/SH/UH/VH/VM series)", "LG video-wall displays"),
@@ -188,41 +188,6 @@ class LgDriver(DisplayDriver):
     async def _read(self, cmd: Cmd, set_id: int, *, early: bool = False) -> int | None:
         reply = await self._exchange(cmd, codec.encode_read(cmd, set_id), set_id, early=early)
         return reply.data[0] if reply.data else None
-
-    async def _each(self, op: Callable[[int], Awaitable[None]], *, tolerate: bool = False) -> None:
-        """Run ``op`` for every display of the chain, all of them even when some fail.
-
-        All failed: the first error as it is (offline stays offline). Some failed: a
-        DeviceRejected naming each display at fault -- or, with ``tolerate`` (reads),
-        a warning, since the others' state is still worth having.
-        """
-        errors: list[tuple[int, DriverError]] = []
-        for sid in self.ids:
-            try:
-                await op(sid)
-            except DriverError as e:
-                errors.append((sid, e))
-        if not errors:
-            return
-        if len(errors) == len(self.ids):
-            raise errors[0][1]
-        summary = "; ".join(f"display {sid}: {e.message}" for sid, e in errors)
-        if tolerate:
-            log.warning(
-                "lg displays of the chain did not answer", device=self.device_id, detail=summary
-            )
-            return
-        raise DeviceRejected("partial", summary)
-
-    def _record(self, sid: int, key: str, value: Any, origin: Origin) -> None:
-        """One display's ``key``; on a chain also the common value, or ``"mixed"``."""
-        if len(self.ids) == 1:
-            self.set_state(key, value, origin)
-            return
-        self.set_state(f"display.{sid}.{key}", value, origin)
-        known = [self.state[k] for i in self.ids if (k := f"display.{i}.{key}") in self.state]
-        same = all(v == known[0] for v in known)
-        self.set_state(key, known[0] if same else "mixed", origin)
 
     def _power(self, sid: int, on: bool, origin: Origin) -> None:
         self._record(sid, "power", "on" if on else "off", origin)

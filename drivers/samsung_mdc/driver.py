@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from drivers.backoff import Backoff
 from drivers.connection import Connection, Reply
 from drivers.contract import DriverConfig, DriverSetup, Manifest, NoParams, Origin, action
-from drivers.display import DisplayDriver
-from drivers.errors import AuthFailed, DeviceRejected, DeviceTimeout, DriverError, InvalidParams
+from drivers.display import ChainedDisplayDriver
+from drivers.errors import AuthFailed, DeviceRejected, DeviceTimeout, InvalidParams
 from drivers.samsung_mdc import codec
 from drivers.samsung_mdc.codec import (
     Ack,
@@ -140,7 +140,7 @@ def _matcher(display_id: int, command: int) -> Callable[[Event], Reply]:
     return match
 
 
-class SamsungMdcDriver(DisplayDriver):
+class SamsungMdcDriver(ChainedDisplayDriver):
     manifest = Manifest(
         vendor="Samsung",
         products=("QM/QB/QH series signage", "VM/VH video-wall displays", "IER/IF LED (MDC)"),
@@ -227,33 +227,6 @@ class SamsungMdcDriver(DisplayDriver):
             return event
         raise DeviceRejected("checksum", "replies kept failing their checksum (line noise?)")
 
-    async def _each(self, op: Callable[[int], Awaitable[None]], *, tolerate: bool = False) -> None:
-        """Run ``op`` for every display of the chain, all of them even when some fail.
-
-        All failed: the first error as it is (offline stays offline). Some failed: a
-        DeviceRejected naming each display at fault -- or, with ``tolerate`` (reads),
-        a warning, since the others' state is still worth having.
-        """
-        errors: list[tuple[int, DriverError]] = []
-        for did in self.ids:
-            try:
-                await op(did)
-            except AuthFailed:
-                raise
-            except DriverError as e:
-                errors.append((did, e))
-        if not errors:
-            return
-        if len(errors) == len(self.ids):
-            raise errors[0][1]
-        summary = "; ".join(f"display {did}: {e.message}" for did, e in errors)
-        if tolerate:
-            log.warning(
-                "mdc displays of the chain did not answer", device=self.device_id, detail=summary
-            )
-            return
-        raise DeviceRejected("partial", summary)
-
     def _on_event(self, event: Event) -> None:
         if isinstance(event, Garbage | ChecksumError):
             log.warning("mdc line noise", device=self.device_id, kind=type(event).__name__)
@@ -262,16 +235,6 @@ class SamsungMdcDriver(DisplayDriver):
             log.warning("mdc display asks for the secured protocol", device=self.device_id)
 
     # --- state ----------------------------------------------------------------------------------
-
-    def _record(self, did: int, key: str, value: Any, origin: Origin) -> None:
-        """One display's ``key``; on a chain also the common value, or ``"mixed"``."""
-        if len(self.ids) == 1:
-            self.set_state(key, value, origin)
-            return
-        self.set_state(f"display.{did}.{key}", value, origin)
-        known = [self.state[k] for i in self.ids if (k := f"display.{i}.{key}") in self.state]
-        same = all(v == known[0] for v in known)
-        self.set_state(key, known[0] if same else "mixed", origin)
 
     def _apply_status(self, did: int, data: bytes, origin: Origin) -> None:
         status = codec.decode_status(data)

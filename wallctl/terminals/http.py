@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import re
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -56,6 +58,27 @@ def _bearer(request: web.Request) -> str | None:
 
 def _unauthorized(message: str) -> web.Response:
     return _text(401, message, **{"WWW-Authenticate": 'Bearer realm="wallctl"'})
+
+
+_S = TypeVar("_S")
+
+
+async def _negotiate(
+    exchange: Awaitable[tuple[_S, str]], headers: Callable[[_S], dict[str, str]]
+) -> web.Response:
+    """One offer/answer exchange: 201 with the answer and the new session's Location, or
+    the refusal a WHIP/WHEP client can act on."""
+    try:
+        session, answer = await exchange
+    except sdp.OfferError as e:
+        return _text(400, f"malformed SDP: {e}")
+    except sdp.UnsupportedOffer as e:
+        return _text(406, f"no codec wallctl can take: {e}")
+    except RelayError as e:
+        return _text(e.status, e.message)
+    return web.Response(
+        status=201, text=answer, content_type=SDP_TYPE, headers={**CORS, **headers(session)}
+    )
 
 
 async def _offer(request: web.Request) -> str | web.Response:
@@ -137,20 +160,9 @@ class TerminalRoutes:
         offer = await _offer(request)
         if isinstance(offer, web.Response):
             return offer
-        try:
-            pub, answer = await self.relay.publish(info, offer)
-        except sdp.OfferError as e:
-            return _text(400, f"malformed SDP: {e}")
-        except sdp.UnsupportedOffer as e:
-            return _text(406, f"no codec wallctl can take: {e}")
-        except RelayError as e:
-            return _text(e.status, e.message)
-        location = f"/whip/{info.id}/{pub.id}"
-        return web.Response(
-            status=201,
-            text=answer,
-            content_type=SDP_TYPE,
-            headers={**CORS, "Location": location, "ETag": f'"{pub.id}"'},
+        return await _negotiate(
+            self.relay.publish(info, offer),
+            lambda pub: {"Location": f"/whip/{info.id}/{pub.id}", "ETag": f'"{pub.id}"'},
         )
 
     async def whip_delete(self, request: web.Request) -> web.Response:
@@ -182,19 +194,9 @@ class TerminalRoutes:
         if isinstance(offer, web.Response):
             return offer
         source = f"mobile/{request.match_info['terminal']}"
-        try:
-            viewer, answer = await self.relay.view(source, offer)
-        except sdp.OfferError as e:
-            return _text(400, f"malformed SDP: {e}")
-        except sdp.UnsupportedOffer as e:
-            return _text(406, f"no codec wallctl can take: {e}")
-        except RelayError as e:
-            return _text(e.status, e.message)
-        return web.Response(
-            status=201,
-            text=answer,
-            content_type=SDP_TYPE,
-            headers={**CORS, "Location": f"/whep/sessions/{viewer.id}"},
+        return await _negotiate(
+            self.relay.view(source, offer),
+            lambda viewer: {"Location": f"/whep/sessions/{viewer.id}"},
         )
 
     async def whep_delete(self, request: web.Request) -> web.Response:
@@ -257,19 +259,9 @@ class TerminalRoutes:
         offer = await _offer(request)
         if isinstance(offer, web.Response):
             return offer
-        try:
-            leg, answer = await self.talkback.speak(terminal, who.account, offer)
-        except sdp.OfferError as e:
-            return _text(400, f"malformed SDP: {e}")
-        except sdp.UnsupportedOffer as e:
-            return _text(406, f"no codec wallctl can take: {e}")
-        except RelayError as e:
-            return _text(e.status, e.message)
-        return web.Response(
-            status=201,
-            text=answer,
-            content_type=SDP_TYPE,
-            headers={**CORS, "Location": f"/talkback/sessions/{leg.id}"},
+        return await _negotiate(
+            self.talkback.speak(terminal, who.account, offer),
+            lambda leg: {"Location": f"/talkback/sessions/{leg.id}"},
         )
 
     async def listen_post(self, request: web.Request) -> web.StreamResponse:
@@ -284,19 +276,9 @@ class TerminalRoutes:
         offer = await _offer(request)
         if isinstance(offer, web.Response):
             return offer
-        try:
-            leg, answer = await self.talkback.listen(terminal, offer)
-        except sdp.OfferError as e:
-            return _text(400, f"malformed SDP: {e}")
-        except sdp.UnsupportedOffer as e:
-            return _text(406, f"no codec wallctl can take: {e}")
-        except RelayError as e:
-            return _text(e.status, e.message)
-        return web.Response(
-            status=201,
-            text=answer,
-            content_type=SDP_TYPE,
-            headers={**CORS, "Location": f"/talkback/sessions/{leg.id}"},
+        return await _negotiate(
+            self.talkback.listen(terminal, offer),
+            lambda leg: {"Location": f"/talkback/sessions/{leg.id}"},
         )
 
     async def talk_delete(self, request: web.Request) -> web.Response:
