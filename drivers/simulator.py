@@ -44,24 +44,31 @@ def wire_time(nbytes: int, baud: int | None) -> float:
     return nbytes * BITS_PER_BYTE / baud if baud else 0.0
 
 
-# The loop's timers round up to whole milliseconds (epoll): a paced line that slept
-# that way would be up to 1 ms slow per message, more than a real UART ever is. The
-# last stretch is a plain (precise) sleep instead: it blocks this loop for at most
-# _TAIL_S, which only paced simulator lines ever do.
-_TAIL_S = 0.0015
+# The loop's timers fire late: Python 3.11's epoll selector rounds a timeout up to whole
+# milliseconds, then select.epoll rounds the float result up again (9 ms becomes 10), so
+# a timer can land up to 2 ms after its time (measured here: asyncio.sleep(9 ms) took
+# 10.3 ms, p50). A paced line that slept that way would be 1-2 ms slow per message, more
+# than a real UART ever is. The last _TAIL_S is a plain sleep instead, and its last
+# _SPIN_S a busy wait, because a thread's wake-up lands some 0.1 ms late. Both block this
+# loop for at most _TAIL_S, which only paced simulator lines ever do.
+_TAIL_S = 0.003
+_SPIN_S = 0.0002
 
 
 async def sleep_until(deadline: float) -> None:
-    """Sleep until the loop clock reaches ``deadline`` (within some tens of µs)."""
+    """Sleep until the loop clock reaches ``deadline`` (within some µs, unless preempted)."""
     loop = asyncio.get_running_loop()
     while True:
         remaining = deadline - loop.time()
         if remaining <= 0:
             return
         if remaining > _TAIL_S:
-            await asyncio.sleep(remaining - _TAIL_S + 0.0005)
+            await asyncio.sleep(remaining - _TAIL_S)
             continue
-        time.sleep(remaining)  # noqa: ASYNC251  (bounded by _TAIL_S, see above)
+        if remaining > _SPIN_S:
+            time.sleep(remaining - _SPIN_S)  # noqa: ASYNC251  (bounded by _TAIL_S, see above)
+        while loop.time() < deadline:
+            pass
         return
 
 
@@ -69,6 +76,8 @@ async def sleep_until(deadline: float) -> None:
 class _Out:
     data: bytes
     delayed: bool
+    # When the device had this to say (loop clock): the reply is timed from here.
+    at: float
 
 
 class SimSession:
@@ -96,23 +105,34 @@ class SimSession:
         self._out: asyncio.Queue[_Out | None] = asyncio.Queue()
         self._writer = asyncio.create_task(self._drain(), name="sim-writer")
         self.closed = False
+        # While handling received bytes: when their last byte reached the device on the
+        # line's own clock (see ``received``); None otherwise.
+        self._rx_at: float | None = None
+        # When the last byte queued so far leaves the device (loop clock).
+        self._tx_free = 0.0
 
     def send(self, data: bytes, *, delayed: bool = True) -> None:
         """Queue ``data`` for the client; ``delayed`` applies the simulator's reply delay."""
         if not self.closed and data:
-            self._out.put_nowait(_Out(data, delayed))
+            at = self._rx_at if self._rx_at is not None else asyncio.get_running_loop().time()
+            self._out.put_nowait(_Out(data, delayed, at))
 
     async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             item = await self._out.get()
             if item is None:
                 return
-            start = loop.time()
+            # Timed on the line's clock, as a UART is: from when the command arrived (not
+            # when this process got round to it) or when the previous reply has left,
+            # whichever is later. A late wake-up of this process then shifts no later
+            # byte; anchored on the wake-up instead, each one added its lateness to every
+            # reply after it.
+            start = max(item.at, self._tx_free)
             if item.delayed and self.sim.reply_delay_s > 0:
                 start += self.sim.reply_delay_s
             # Deliver when the last byte would have left a real UART.
-            await sleep_until(start + wire_time(len(item.data), self.baud))
+            self._tx_free = start + wire_time(len(item.data), self.baud)
+            await sleep_until(self._tx_free)
             if self.closed:
                 return
             try:
@@ -136,13 +156,18 @@ class SimSession:
                 "simulator failed on disconnect", protocol=self.sim.protocol, error=repr(e)
             )
 
-    def received(self, data: bytes) -> None:
+    def received(self, data: bytes, at: float | None = None) -> None:
+        """Bytes from the client; ``at``: when their last byte arrived on a paced line
+        (replies are timed from there), None for now."""
         if self.sim.mute or self.sim.booting:
             return
+        self._rx_at = at
         try:
             self.sim.on_data(self, data)
         except Exception as e:  # a simulator bug shows in the log, the line stays up
             log.exception("simulator failed on input", protocol=self.sim.protocol, error=repr(e))
+        finally:
+            self._rx_at = None
 
 
 class DeviceSimulator:
@@ -374,10 +399,12 @@ def _serve_fd(srv: SimServer, fd: int, baud: int | None) -> None:
         line_free = 0.0
         while not session.closed:
             arrived, data = await inbox.get()
-            if baud:
-                line_free = max(line_free, arrived) + wire_time(len(data), baud)
-                await sleep_until(line_free)
-            session.received(data)
+            if not baud:
+                session.received(data)
+                continue
+            line_free = max(line_free, arrived) + wire_time(len(data), baud)
+            await sleep_until(line_free)
+            session.received(data, line_free)
 
     task = asyncio.create_task(pace_in(), name="sim-serial-in")
 
