@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import pytest
@@ -11,7 +10,6 @@ from wallctl.api.protocol import DecodeError, Request
 from wallctl.config import ConfigError, parse_config
 from wallctl.errors import InvalidField
 from wallctl.mqtt import codec
-from wallctl.mqtt.backoff import Backoff
 from wallctl.mqtt.buffer import OutageBuffer, Outgoing
 from wallctl.mqtt.topics import Topics, valid_publish_topic
 
@@ -105,15 +103,6 @@ def test_buffer_drops_the_oldest_and_coalesces_retained() -> None:
     b.put_retained(_msg("s/main", 10, True))
     b.unpace()  # reconnected: everything at once
     assert b.take(100.06) == _msg("s/main", 10, True)
-
-
-def test_backoff_is_capped_jittered_and_resets() -> None:
-    bo = Backoff(0.5, 30, random.Random(1))
-    delays = [bo.next_delay() for _ in range(12)]
-    assert delays[0] <= 0.5 and all(15 <= d <= 30 for d in delays[8:])
-    assert len({round(d, 6) for d in delays[8:]}) > 1  # jittered, not in step
-    bo.reset()
-    assert bo.next_delay() <= 0.5
 
 
 BASE: dict[str, Any] = {

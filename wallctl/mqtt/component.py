@@ -27,6 +27,7 @@ from paho.mqtt.properties import Properties
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from drivers.backoff import Backoff
 from wallctl import __version__
 from wallctl.accounts import Accounts
 from wallctl.api import methods
@@ -35,7 +36,6 @@ from wallctl.bus import BusEvent, EventBus
 from wallctl.component import Component, Health, Status
 from wallctl.logs import get_logger
 from wallctl.mqtt import codec
-from wallctl.mqtt.backoff import Backoff
 from wallctl.mqtt.buffer import OutageBuffer, Outgoing
 from wallctl.mqtt.commands import CommandHandler
 from wallctl.mqtt.config import MqttConfig
@@ -130,7 +130,9 @@ class MqttComponent(Component):
         )
         self.services.setdefault("federation", self.federation)
         self.buffer = OutageBuffer(config.outage_buffer)
-        self.backoff = Backoff(config.reconnect_min, config.reconnect_max)
+        # Wide jitter: the daemons of a site that all lost the same broker must not come
+        # back in step.
+        self.backoff = Backoff(config.reconnect_min, config.reconnect_max, jitter=0.5)
         self.connected = False
         self.state_detail = "connecting"
         self.auth_failed = False
@@ -404,7 +406,7 @@ class MqttComponent(Component):
                 self._on_disconnected()
             if self._stop.is_set():
                 break
-            delay = self.config.auth_retry if self.auth_failed else self.backoff.next_delay()
+            delay = self.config.auth_retry if self.auth_failed else self.backoff.next()
             self.next_attempt = time.time() + delay
             self.state_detail += f"; next attempt in {delay:.1f} s"
             with contextlib.suppress(TimeoutError):
