@@ -3,42 +3,15 @@ from __future__ import annotations
 import asyncio
 import shutil
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
+from helpers.tls import make_cert
 
 from wallctl.client import open_client
 from wallctl.config import load_config
 
 from .conftest import PASSWORD, start_api, stop_api
-
-
-def make_cert(cert: Path, key: Path) -> None:
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")

@@ -13,7 +13,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from sim_helpers import eventually
+from sim_helpers import EchoSim, LineCodec, eventually
 
 from drivers import registry
 from drivers.backoff import Backoff
@@ -21,38 +21,10 @@ from drivers.connection import Connection, Reply
 from drivers.contract import Driver, DriverConfig, DriverSetup, DriverStatus, Manifest
 from drivers.errors import DeviceOffline
 from drivers.registry import SimOptions
-from drivers.simulator import DeviceSimulator, SimSession, serve_tcp
+from drivers.simulator import serve_tcp
 from drivers.transport import TcpEndpoint
 
 pytestmark = pytest.mark.timeout(30)
-
-
-class LineCodec:
-    def __init__(self) -> None:
-        self.buf = b""
-
-    def feed(self, data: bytes) -> list[str]:
-        self.buf += data
-        *lines, self.buf = self.buf.split(b"\n")
-        return [line.decode() for line in lines]
-
-
-class LineSim(DeviceSimulator):
-    """Answers "x" with "ok x" unless ``mute``; counts the lines it got."""
-
-    protocol = "line"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[bytes] = []
-
-    def on_data(self, session: SimSession, data: bytes) -> None:
-        session.buffer.extend(data)
-        while b"\n" in session.buffer:
-            line, _, rest = bytes(session.buffer).partition(b"\n")
-            session.buffer[:] = rest
-            self.lines.append(line)
-            session.send(b"ok " + line + b"\n")
 
 
 def _connection(port: int, **kw: Any) -> Connection[str]:
@@ -69,7 +41,7 @@ def _connection(port: int, **kw: Any) -> Connection[str]:
 
 
 async def test_cancel_in_the_iteration_the_reply_lands_is_kept() -> None:
-    sim = LineSim()
+    sim = EchoSim()
     srv = await serve_tcp(sim)
     conn = _connection(srv.port)
     runner = asyncio.create_task(conn.run())
@@ -105,7 +77,7 @@ async def test_cancel_in_the_iteration_the_reply_lands_is_kept() -> None:
 async def test_stop_while_a_keepalive_waits_returns() -> None:
     """``stop`` drops the link; ``_one_link`` fails the pending keepalive and cancels the
     liveness task in one go -- the exact race of the LG chain report."""
-    sim = LineSim()
+    sim = EchoSim()
     sim.mute = True  # keeps TCP open, answers nothing: the keepalive stays in flight
     srv = await serve_tcp(sim)
     got_ping = asyncio.Event()
@@ -211,7 +183,7 @@ async def test_cancelling_the_link_while_its_start_up_unwinds_is_kept() -> None:
     """A drop during start-up cancels the start-up and waits for it; a cancellation of
     the link's own task arriving meanwhile must end the task, not be taken for the
     start-up's and followed by a reconnect."""
-    sim = LineSim()
+    sim = EchoSim()
     sim.mute = True
     srv = await serve_tcp(sim)
     unwinding = asyncio.Event()

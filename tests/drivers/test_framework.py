@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
-from sim_helpers import eventually
+from sim_helpers import EchoSim, LineCodec, eventually
 
 from drivers import registry
 from drivers.backoff import Backoff
@@ -32,38 +32,10 @@ from drivers.errors import (
     QueueFull,
     UnknownAction,
 )
-from drivers.simulator import DeviceSimulator, SimSession, serve_pty, serve_tcp, wire_time
+from drivers.simulator import serve_pty, serve_tcp, wire_time
 from drivers.supervisor import supervise
 from drivers.text import clean_text
 from drivers.transport import SerialEndpoint, TcpEndpoint
-
-
-class LineCodec:
-    def __init__(self) -> None:
-        self.buf = b""
-
-    def feed(self, data: bytes) -> list[str]:
-        self.buf += data
-        *lines, self.buf = self.buf.split(b"\n")
-        return [line.decode() for line in lines]
-
-
-class EchoSim(DeviceSimulator):
-    """Answers "x" with "ok x" and records when each command arrived."""
-
-    protocol = "echo"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.arrivals: list[float] = []
-
-    def on_data(self, session: SimSession, data: bytes) -> None:
-        session.buffer.extend(data)
-        while b"\n" in session.buffer:
-            line, _, rest = bytes(session.buffer).partition(b"\n")
-            session.buffer[:] = rest
-            self.arrivals.append(time.monotonic())
-            session.send(b"ok " + line + b"\n")
 
 
 def is_ok(event: str) -> Reply:

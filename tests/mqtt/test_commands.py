@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.tls import make_cert
 
 from wallctl.accounts import Accounts
 from wallctl.client import connect
@@ -290,31 +290,7 @@ async def test_tls_to_the_broker(tmp_path: Path, broker_factory: Any, accounts_d
     etc = tmp_path / "etc"
     etc.mkdir()
     cert, key = etc / "broker.pem", etc / "broker.key"
-    await asyncio.to_thread(
-        subprocess.run,
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    await asyncio.to_thread(make_cert, cert, key)
     port = free_port()
     tls = f"listener {port} 127.0.0.1\ncertfile {cert}\nkeyfile {key}\n"
     broker_factory("tls", ["main"], extra=tls)
