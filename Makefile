@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 # Debian packages the daemon itself uses: a CJK font for the wall's Chinese labels and
 # slates; ffmpeg for the SRT/V4L2 inputs and the SRT stream output (PyAV's FFmpeg lacks them).
 DEB_RUN_PACKAGES ?= fonts-noto-cjk ffmpeg
+# Terminals' voices on the centre's loudspeaker: ALSA's configuration (/usr/share/alsa),
+# which PyAV's bundled libasound is pointed at (wallctl/terminals/audio.py).
+DEB_RUN_PACKAGES += libasound2-data
 # Debian packages the test suite talks to as real peers.
 DEB_TEST_PACKAGES ?= $(DEB_RUN_PACKAGES) systemd sqlite3 socat mosquitto mosquitto-clients
 # The console's browser tests: headless Chromium and a CJK font for its screenshots.
@@ -25,6 +28,9 @@ DEB_TEST_PACKAGES += util-linux iproute2
 # above); npm's `onvif` (Node, tests/onvif/node, `npm ci` from its lock file) cross-checks
 # the fake camera. Debian's nodejs leaves npm to the `npm` package; NodeSource's has it.
 DEB_TEST_PACKAGES += nodejs
+# Cisco tshell over SSH: OpenSSH's own client (sshpass gives it the password) drives the
+# simulator's SSH server (tests/drivers/test_cisco_xapi_ssh.py).
+DEB_TEST_PACKAGES += openssh-client sshpass
 APT_UPDATED := $(VENV)/.apt-updated
 
 .PHONY: run test lint typecheck pytest bench fmt clean deb-test-deps deb-run-deps venv

@@ -87,6 +87,7 @@ class Connection(Generic[E]):
         dead_after: int = 2,
         max_queue: int = 64,
         backoff: Backoff | None = None,
+        opener: Callable[[Endpoint, float], Awaitable[Transport]] | None = None,
     ) -> None:
         self.name = name
         self.endpoint = endpoint
@@ -103,6 +104,10 @@ class Connection(Generic[E]):
         self.dead_after = dead_after
         self.max_queue = max_queue
         self.backoff = backoff or Backoff()
+        # How a link is opened: a TCP socket or serial line by default; a driver whose
+        # link needs more (an SSH session) gives its own. It may raise AuthFailed or
+        # BadConfig (no quick retry) or another DriverError (retried with backoff).
+        self.opener = opener or open_transport
         # Counters for health and metrics.
         self.connects = 0
         self.requests = 0
@@ -193,11 +198,17 @@ class Connection(Generic[E]):
         """Open, start up, serve until the link drops. Returns (status, why, at_cap)."""
         self.on_status(DriverStatus.CONNECTING, self.endpoint.describe())
         try:
-            transport = await open_transport(self.endpoint, self.connect_timeout_s)
+            transport = await self.opener(self.endpoint, self.connect_timeout_s)
         except TimeoutError:
             return DriverStatus.CONNECTION_FAILURE, "connect timed out", False
         except OSError as e:
             return DriverStatus.CONNECTION_FAILURE, e.strerror or str(e), False
+        except AuthFailed as e:
+            return DriverStatus.AUTH_FAILURE, e.message, True
+        except BadConfig as e:
+            return DriverStatus.BAD_CONFIG, e.message, True
+        except DriverError as e:
+            return DriverStatus.CONNECTION_FAILURE, e.message, False
         self._transport = transport
         self._drop = asyncio.Event()
         self._drop_reason = ""

@@ -453,6 +453,9 @@ def _add_optional_commands(sub: Any) -> None:
 
     add_terminals_parser(sub)
     add_recordings_parser(sub)
+    from wallctl.terminals.sources_cli import add_parser as add_sources_parser
+
+    add_sources_parser(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 
 from wallctl.api.config import ApiConfig
 from wallctl.mqtt.config import MqttConfig
@@ -135,6 +143,18 @@ class SourceConfig(Section):
     # Extra FFmpeg demuxer/protocol options, e.g. V4L2 {input_format = "mjpeg",
     # video_size = "1920x1080", framerate = "30"} or SRT {latency = "120000"}.
     options: dict[str, str] = Field(default_factory=dict, max_length=32)
+
+    @field_validator("id", mode="wrap")
+    @classmethod
+    def _terminal_source_id(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # "mobile/<terminal>" is a mobile terminal's own source (wallctl/terminals/
+        # sources.py): an entry with that id gives it a name, a group or a URL.
+        prefix = "mobile/"
+        if isinstance(value, str) and value.startswith(prefix):
+            if len(value) > 64:
+                raise ValueError("a mobile/<terminal> source id is at most 64 characters")
+            return prefix + handler(value[len(prefix) :])
+        return handler(value)
 
 
 class LayoutsConfig(Section):
@@ -527,6 +547,9 @@ def _cross_checks(config: Config, warnings: list[Problem]) -> list[Problem]:
     from wallctl.cameras.service import camera_problems  # onvif sources name onvif devices
 
     problems += camera_problems(config)
+    from wallctl.terminals.sources import source_problems  # mobile/<id> is a terminal's
+
+    problems += [Problem(path, reason) for path, reason in source_problems(config.sources)]
     return problems
 
 

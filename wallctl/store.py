@@ -9,11 +9,22 @@ rows. A move of one window then writes a few hundred bytes instead of the whole 
 
 A change is acknowledged only after the transaction holding it has committed; changes
 that arrive while a commit is under way share the next one, so durability costs one
-fsync per burst, not per change. The writes of one event-loop iteration reach the writer
-thread as one hand-over, and their answers come back as one wake-up of the loop.
+fsync per burst, not per change.
 
-All SQLite work happens off the event loop: writes in the writer thread, reads in a
-worker thread on a second connection (WAL lets them run side by side).
+Where the commit happens depends on the durability:
+
+- ``full`` (synchronous=FULL: every COMMIT fsyncs the WAL): the writes of one event-loop
+  iteration reach the writer thread as one hand-over, and their answers come back as
+  one wake-up of the loop; the loop never waits for the disk.
+- ``normal`` (synchronous=NORMAL: a COMMIT appends to the WAL in the page cache and
+  never fsyncs; only checkpoints do, in their own thread): the writes of one loop
+  iteration are committed by the loop itself, in one transaction, at the start of the
+  next iteration. Such a commit takes tens of microseconds; handing it to a thread cost
+  more than that in thread wake-ups and GIL hand-overs, per request. Writes from other
+  threads (``write_sync``) still go through the writer thread; one lock keeps the two
+  from sharing a transaction.
+
+Reads run in a worker thread on a second connection (WAL lets them run beside writes).
 """
 
 from __future__ import annotations
@@ -30,13 +41,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import orjson
 
 from wallctl.logs import get_logger
 from wallctl.redact import is_secret_key, redact, redact_value
-from wallctl.wallstate import WallState, Window, replaced_index
+from wallctl.wallstate import WallState, Window, replaced_index, state_data, window_data
 
 T = TypeVar("T")
 log = get_logger("wallctl.store")
@@ -142,6 +153,13 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
+# How long a statement waits for another connection's lock before failing; the event
+# loop's own commits (durability "normal") give up sooner and hand over to the writer.
+BUSY_TIMEOUT_MS = 10000
+LOOP_BUSY_TIMEOUT_MS = 20
+# A loop commit slower than this is logged: a commit usually takes well under 1 ms.
+LOOP_STALL_WARN_S = 0.05
+
 # A whole state every this many revisions bounds the patches applied to rebuild one.
 SNAPSHOT_EVERY = 64
 
@@ -206,7 +224,7 @@ def _connect(path: Path, durability: str) -> sqlite3.Connection:
     # FULL survives power loss; NORMAL only a crash of the process (FIELD-NOTES).
     conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
     conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     return conn
 
 
@@ -232,12 +250,12 @@ def migrate(conn: sqlite3.Connection) -> int:
     return int(version)
 
 
-@dataclass(frozen=True)
-class _RevisionRows:
+class _RevisionRows(NamedTuple):
     """A new revision with its audit row, prepared on the caller's thread.
 
-    The writer inserts a run of these with one ``executemany`` per table: the Python it
-    does per revision is a comparison, so it hardly needs the GIL the event loop is using.
+    The writer inserts a run of these with one statement per table: the Python it does
+    per revision is a comparison. A NamedTuple: made once per change, and cheaper to make
+    than a frozen dataclass.
     """
 
     wall: str
@@ -288,6 +306,9 @@ class _Writer(threading.Thread):
         self.conn = conn
         self.checkpointer = checkpointer
         self.jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
+        # Held for each transaction, whichever thread runs it (see transact).
+        self.lock = threading.Lock()
+        self._busy_ms = BUSY_TIMEOUT_MS
         self.commits = 0
         self.jobs_done = 0
         # The newest stored revision of each wall as far as this thread knows; emptied
@@ -311,15 +332,50 @@ class _Writer(threading.Thread):
                     break
                 group.extend(nxt)
             for i in range(0, len(group), self.MAX_GROUP):
-                self._commit(group[i : i + self.MAX_GROUP])
+                _dispatch(self.transact(group[i : i + self.MAX_GROUP]))
             if stop:
                 return
 
-    def _commit(self, group: list[_Job]) -> None:
+    def transact(self, group: list[_Job]) -> list[_Result]:
+        """Run ``group`` in one transaction and commit it; each job's outcome.
+
+        Called by this thread; the event loop's thread uses ``try_transact``. ``lock``
+        keeps one transaction at a time on the connection.
+        """
+        with self.lock:
+            self._busy_timeout(BUSY_TIMEOUT_MS)
+            return self._transact(group, begun=False)
+
+    def try_transact(self, group: list[_Job]) -> list[_Result] | None:
+        """``transact`` for the event loop's thread, which must not wait long: None when
+        this thread holds the connection or another process holds the database's write
+        lock for more than ``LOOP_BUSY_TIMEOUT_MS`` (a CLI command writing, say); the
+        caller then hands the group to this thread, which waits as long as it takes."""
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:
+            self._busy_timeout(LOOP_BUSY_TIMEOUT_MS)
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error:
+                # Busy (or failing: then the writer thread reports it to every job).
+                return None
+            return self._transact(group, begun=True)
+        finally:
+            self.lock.release()
+
+    def _busy_timeout(self, ms: int) -> None:
+        # Switched only when the other thread wrote last: rare in the daemon.
+        if self._busy_ms != ms:
+            self.conn.execute(f"PRAGMA busy_timeout={ms}")
+            self._busy_ms = ms
+
+    def _transact(self, group: list[_Job], begun: bool) -> list[_Result]:
         results: list[_Result] = []
         conn = self.conn
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            if not begun:
+                conn.execute("BEGIN IMMEDIATE")
             i = 0
             while i < len(group):
                 if isinstance(group[i][0], _RevisionRows):
@@ -346,17 +402,7 @@ class _Writer(threading.Thread):
             self.last_revision.clear()
             failure = StoreError(f"the state database could not commit: {e}")
             results = [(job, None, failure) for job in group]
-        # One wake-up per loop for the whole group, not one per job.
-        by_loop: dict[int, tuple[Any, list[_Settlement]]] = {}
-        for (_, fut, loop), value, exc in results:
-            if fut is not None and loop is not None:
-                by_loop.setdefault(id(loop), (loop, []))[1].append((fut, value, exc))
-        for loop, settlements in by_loop.values():
-            try:
-                loop.call_soon_threadsafe(_settle_all, settlements)
-            except RuntimeError:
-                # That loop is closed: nobody waits for these answers any more.
-                pass
+        return results
 
     def _one(self, job: _Job) -> _Result:
         """Run one job in a savepoint, so its failure undoes only its own writes."""
@@ -489,6 +535,27 @@ class _CallNow:
 _CALL_NOW = _CallNow()
 
 
+def _nothing(conn: sqlite3.Connection) -> None:
+    return None
+
+
+def _dispatch(results: list[_Result]) -> None:
+    """Hand the outcomes of a transaction run by the writer thread to their loops.
+
+    One wake-up per loop for the whole group, not one per job.
+    """
+    by_loop: dict[int, tuple[Any, list[_Settlement]]] = {}
+    for (_, fut, loop), value, exc in results:
+        if fut is not None and loop is not None:
+            by_loop.setdefault(id(loop), (loop, []))[1].append((fut, value, exc))
+    for loop, settlements in by_loop.values():
+        try:
+            loop.call_soon_threadsafe(_settle_all, settlements)
+        except RuntimeError:
+            # That loop is closed: nobody waits for these answers any more.
+            pass
+
+
 def _settle_all(settlements: list[_Settlement]) -> None:
     for fut, value, exc in settlements:
         if fut.done():
@@ -514,16 +581,16 @@ def state_patch(old: WallState, new: WallState) -> dict[str, Any]:
     i = replaced_index(ow, nw)
     if i is not None:
         # Made by replacing one window (a move, a resize...): nothing to compare.
-        return {"set": [nw[i].model_dump(mode="json")], "del": [], **base}
+        return {"set": [window_data(nw[i])], "del": [], **base}
     if len(ow) == len(nw):
         # The common edit (move, resize, raise, source): windows replaced in place.
         pairs = [(o, n) for o, n in zip(ow, nw, strict=True) if o is not n]
         if all(o.id == n.id for o, n in pairs):
-            return {"set": [n.model_dump(mode="json") for _, n in pairs], "del": [], **base}
+            return {"set": [window_data(n) for _, n in pairs], "del": [], **base}
     before = {w.id: w for w in ow}
     ids = [w.id for w in nw]
     kept = set(ids)
-    changed = [w.model_dump(mode="json") for w in nw if before.get(w.id) is not w]
+    changed = [window_data(w) for w in nw if before.get(w.id) is not w]
     removed = [i for i in before if i not in kept]
     patch: dict[str, Any] = {"set": changed, "del": removed, **base}
     expected = [i for i in before if i in kept] + [i for i in ids if i not in before]
@@ -592,6 +659,14 @@ class Store:
         self._checkpointer.start()
         self._writer = _Writer(writer_conn, self._checkpointer)
         self._writer.start()
+        self.durability = durability
+        # A COMMIT that never waits for the disk is run by the event loop (module doc).
+        self._commit_on_loop = durability == "normal"
+        # Non-zero while jobs the loop handed to the writer thread are unanswered.
+        self._handed_over = 0
+        # Loop commits slower than LOOP_STALL_WARN_S: when last said, the worst since.
+        self._stall_warned = -60.0
+        self._worst_stall = 0.0
         self._closed = False
         # Jobs of the current loop iteration, handed to the writer together.
         self._batch: list[_Job] = []
@@ -602,9 +677,13 @@ class Store:
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` inside the next group commit; return once it is durable."""
-        return await self._submit(fn)  # type: ignore[no-any-return]
+        return await self._enqueue(fn)  # type: ignore[no-any-return]
 
-    async def _submit(self, fn: _Work) -> Any:
+    def _enqueue(self, fn: _Work) -> asyncio.Future[Any]:
+        """Add ``fn`` to this loop iteration's group; the future settles after COMMIT.
+
+        A plain function, not a coroutine: one frame less to create and resume per write.
+        """
         if self._closed:
             raise StoreError("the state store is closed")
         loop = asyncio.get_running_loop()
@@ -615,13 +694,72 @@ class Store:
                 self._flush_locked()
             if not self._batch:
                 self._batch_loop = loop
-                loop.call_soon(self._flush)
+                loop.call_soon(self._flush, loop)
             self._batch.append((fn, fut, loop))
-        return await fut
+        return fut
 
-    def _flush(self) -> None:
+    def _flush(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         with self._batch_lock:
-            self._flush_locked()
+            if not (self._commit_on_loop and self._batch and self._batch_loop is loop):
+                self._flush_locked()
+                return
+            batch, self._batch = self._batch, []
+        assert loop is not None
+        # Called back on ``loop`` (see _enqueue), whose batch this is: commit it here and
+        # settle its futures without a thread hop (their tasks resume in the next
+        # iteration).
+        writer = self._writer
+        for i in range(0, len(batch), _Writer.MAX_GROUP):
+            group = batch[i : i + _Writer.MAX_GROUP]
+            began = time.perf_counter()
+            results = None if self._handed_over else writer.try_transact(group)
+            if results is None:
+                self._hand_over(group + batch[i + _Writer.MAX_GROUP :], loop)
+                return
+            self._check_stall(time.perf_counter() - began, len(group))
+            settle: list[_Settlement] = []
+            for (_, fut, _), value, exc in results:
+                if fut is not None:
+                    settle.append((fut, value, exc))
+            _settle_all(settle)
+
+    def _check_stall(self, seconds: float, jobs: int) -> None:
+        """Say so when a commit held the event loop up: the disk stalled (another
+        process flooding it, a failing drive). Every client waits meanwhile; at most one
+        warning a minute, with the worst commit since the last one."""
+        if seconds < LOOP_STALL_WARN_S:
+            return
+        self._worst_stall = max(self._worst_stall, seconds)
+        now = time.monotonic()
+        if now - self._stall_warned >= 60.0:
+            log.warning(
+                "state database commit held the event loop",
+                ms=round(self._worst_stall * 1000, 1),
+                jobs=jobs,
+                durability=self.durability,
+            )
+            self._stall_warned = now
+            self._worst_stall = 0.0
+
+    def _hand_over(self, jobs: list[_Job], loop: asyncio.AbstractEventLoop) -> None:
+        """Busy: let the writer thread wait for the database instead of the loop.
+
+        Until it has answered these jobs, later ones follow them through the thread:
+        commits and answers stay in the order the changes were made. A no-op job after
+        them says when: its future's callback runs after their tasks were woken.
+        """
+        self._handed_over += 1
+        mark = self._handed_over
+        done: asyncio.Future[Any] = loop.create_future()
+        done.add_done_callback(lambda f: self._taken_back(mark, f))
+        self._writer.jobs.put([*jobs, (_nothing, done, loop)])
+
+    def _taken_back(self, mark: int, done: asyncio.Future[Any]) -> None:
+        if not done.cancelled():
+            # A failed commit failed the jobs before it too; they report it.
+            done.exception()
+        if mark == self._handed_over:
+            self._handed_over = 0
 
     def _flush_locked(self) -> None:
         if self._batch:
@@ -706,7 +844,7 @@ class Store:
         ):
             body, patch = _json(state_patch(previous, state)), 1
         else:
-            body, patch = state.model_dump_json(), 0
+            body, patch = _json(state_data(state)), 0
         return _RevisionRows(
             wall,
             state.revision,
@@ -728,7 +866,7 @@ class Store:
         A revision that does not follow the stored one is refused (StoreError).
         """
         ts = time.time()
-        await self._submit(self._revision_rows(state, previous, actor, action, detail, ts))
+        await self._enqueue(self._revision_rows(state, previous, actor, action, detail, ts))
         return ts
 
     def commit_revision_sync(
@@ -923,15 +1061,20 @@ def _redacted(detail: dict[str, Any]) -> Any:
     edits: window ids and numbers, whose keys and strings repeat and are cached."""
     out: dict[str, Any] = {}
     for k, v in detail.items():
-        if not isinstance(k, str) or _secret_key(k):
+        if type(k) is not str or _secret_key(k):
             return redact_value("detail", detail)
-        if v is None or isinstance(v, bool | int | float):
+        t = type(v)
+        if t in _PLAIN:
             out[k] = v
-        elif isinstance(v, str) and len(v) <= 64:
+        elif t is str and len(v) <= 64:
             out[k] = _redact_text(v)
         else:
             return redact_value("detail", detail)
     return out
+
+
+# Values a detail holds as they are (exact types: a subclass takes the general path).
+_PLAIN = frozenset((type(None), bool, int, float))
 
 
 def _audit_row(

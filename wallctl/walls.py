@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from wallctl import edits
 from wallctl.config import SourceConfig
@@ -29,9 +28,9 @@ Edit = Callable[[WallState, EditContext], WallState]
 PRESET_NAME_MAX = 64
 
 
-@dataclass(frozen=True)
-class WallChanged:
-    """Sent to listeners once a change is durable."""
+class WallChanged(NamedTuple):
+    """Sent to listeners once a change is durable (made once per change: a NamedTuple
+    is cheaper to make than a frozen dataclass)."""
 
     state: WallState
     previous: WallState
@@ -55,6 +54,10 @@ class WallService:
         self.walls: dict[str, Wall] = {w.id: w for w in walls}
         self.main_wall = walls[0].id
         self.sources: dict[str, SourceConfig] = {s.id: s for s in sources}
+        # The run-time part of the catalogue (contribute_sources): by contributing service.
+        self._configured: dict[str, SourceConfig] = dict(self.sources)
+        self._contributed: dict[str, dict[str, SourceConfig]] = {}
+        self._source_listeners: list[Callable[[], None]] = []
         self.templates = templates
         self._durable: dict[str, WallState] = {}
         # Newest state, possibly not yet durable: the next edit builds on it.
@@ -108,9 +111,44 @@ class WallService:
         self, sources: Sequence[SourceConfig], templates: dict[str, LayoutTemplate]
     ) -> None:
         """Take new sources and templates (SIGHUP); the wall geometry needs a restart."""
-        self.sources = {s.id: s for s in sources}
         self.templates = templates
         self._contexts = {}
+        # The configured sources, then what services contribute (configured ones win).
+        self._configured = {s.id: s for s in sources}
+        self._merge_sources()
+
+    # --- sources contributed at run time ----------------------------------------------------
+
+    def contribute_sources(self, owner: str, sources: Sequence[SourceConfig]) -> bool:
+        """Sources a service knows at run time (every registered mobile terminal as
+        ``mobile/<id>``), replacing what ``owner`` contributed before. A configured source
+        with the same id wins. Windows showing a source that goes away keep it (the wall
+        shows its slate). True when the catalogue changed; listeners are told then."""
+        self._contributed[owner] = {s.id: s for s in sources}
+        return self._merge_sources()
+
+    def on_sources_changed(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` (on the event loop) whenever ``sources`` changes."""
+        self._source_listeners.append(listener)
+        return lambda: (
+            self._source_listeners.remove(listener) if listener in self._source_listeners else None
+        )
+
+    def _merge_sources(self) -> bool:
+        merged = dict(self._configured)
+        for contributed in self._contributed.values():
+            for sid, s in contributed.items():
+                merged.setdefault(sid, s)
+        if merged == self.sources:
+            return False
+        self.sources = merged
+        self._contexts = {}
+        for listener in list(self._source_listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("source catalogue listener failed", listener=repr(listener))
+        return True
 
     # --- reading ------------------------------------------------------------------------
 

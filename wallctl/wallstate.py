@@ -146,6 +146,22 @@ class Window(BaseModel):
         return Rect(self.x, self.y, self.w, self.h)
 
 
+def window_data(window: Window) -> dict[str, Any]:
+    """``window.model_dump(mode="json")``, without pydantic's serializer for the usual
+    window (no crop, not full screen): its fields are JSON values already, in order."""
+    values = window.__dict__
+    if values["crop"] is None and values["restore"] is None:
+        return values.copy()
+    return window.model_dump(mode="json")
+
+
+def state_data(state: WallState) -> dict[str, Any]:
+    """``state.model_dump(mode="json")``, built from ``window_data``."""
+    values = state.__dict__.copy()
+    values["windows"] = [window_data(w) for w in state.windows]
+    return values
+
+
 class WallState(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     wall: str

@@ -10,6 +10,11 @@ Two transports, one state model and one set of actions:
   RS-232 line (a serial endpoint), through the framework's :class:`Connection` (request
   queue, timeouts, reconnect). After login it registers the same feedback and reads
   ``xStatus`` once.
+- ``transport = "ssh"``: the same terminal protocol on an SSH shell session (port 22,
+  how most integrators reach a codec), opened by :mod:`drivers.cisco_xapi.ssh` through
+  the same :class:`Connection`: the codec's host key is pinned (``host_key``) or trusted
+  on first use and recorded in the state directory, a changed key is refused; after
+  the codec's banner and ``OK`` the driver turns echo off and goes on as on tshell.
 
 State keys: ``calls`` (list of calls with a vendor-neutral ``status``: dialling,
 ringing, connected, disconnecting), ``microphones_muted``, ``volume``, ``presentation``
@@ -23,8 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import aiohttp
@@ -32,6 +39,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from drivers.backoff import Backoff
 from drivers.cisco_xapi import jsonrpc as rpc
+from drivers.cisco_xapi.ssh import (
+    KNOWN_HOSTS_NAME,
+    HostKeyCheck,
+    KnownHosts,
+    SshLogin,
+    normalise_fingerprint,
+    open_ssh,
+)
 from drivers.cisco_xapi.state import CodecState
 from drivers.cisco_xapi.tshell import (
     Done,
@@ -114,8 +129,12 @@ def disconnect_reason(cause_type: str, code: int | None) -> str:
 
 
 class CiscoXapiConfig(DriverConfig):
-    # "ws": xAPI over WebSocket (/ws); "tshell": the terminal protocol (TCP or RS-232).
-    transport: Literal["ws", "tshell"] = "ws"
+    # "ws": xAPI over WebSocket (/ws); "tshell": the terminal protocol (TCP or RS-232);
+    # "ssh": the terminal protocol on an SSH session (port 22 unless the device sets one).
+    transport: Literal["ws", "tshell", "ssh"] = "ws"
+    # ssh: the codec's host key fingerprint as `ssh-keygen -lf` prints it (SHA256:...).
+    # Unset: the first key seen is trusted and recorded in the state directory.
+    host_key: str | None = None
     # wss:// instead of ws:// (the codec's HTTPS service).
     tls: bool = False
     # Check the codec's certificate (codecs usually carry a self-signed one).
@@ -125,6 +144,25 @@ class CiscoXapiConfig(DriverConfig):
     auth: Literal["basic", "subprotocol"] = "basic"
     timeout_ms: int = Field(default=5000, ge=50, le=60000)
     keepalive_s: float = Field(default=30.0, ge=0, le=3600)
+
+    @field_validator("host_key")
+    @classmethod
+    def _host_key(cls, v: str | None) -> str | None:
+        return None if v is None else normalise_fingerprint(v)
+
+    def endpoint_problem(self, way: str) -> str | None:
+        """Why this transport cannot use ``way`` ("host" or "serial"), for wallctl check."""
+        if self.transport == "ssh" and way == "serial":
+            return 'transport = "ssh" needs host (and port), not a serial line'
+        return None
+
+    def default_port(self) -> int:
+        """The codec's port for this transport when the device names none."""
+        if self.transport == "ssh":
+            return 22
+        if self.transport == "tshell":
+            return 23
+        return 443 if self.tls else 80
 
     @field_validator("user")
     @classmethod
@@ -188,9 +226,31 @@ class CiscoXapiDriver(Driver):
         self._pending: dict[int | str, asyncio.Future[rpc.Response]] = {}
         self._subscriptions: set[int] = set()
         self._stop_ws = asyncio.Event()
-        self.use_tshell = self.cfg.transport == "tshell" or isinstance(
+        self.use_ssh = self.cfg.transport == "ssh"
+        self.use_tshell = self.cfg.transport in ("tshell", "ssh") or isinstance(
             setup.endpoint, SerialEndpoint
         )
+        self.host_keys: HostKeyCheck | None = None
+        opener = None
+        if self.use_ssh and isinstance(setup.endpoint, TcpEndpoint):
+            self.host_keys = HostKeyCheck(
+                self.device_id,
+                setup.endpoint.host,
+                setup.endpoint.port,
+                pinned=self.cfg.host_key,
+                known_hosts=self._known_hosts(setup),
+            )
+            login = SshLogin(
+                self.device_id,
+                self.cfg.user,
+                self._password,
+                self.host_keys,
+                login_timeout_s=max(self.cfg.timeout_ms / 1000, 5.0),
+            )
+            opener = functools.partial(open_ssh, login)
+        elif self.use_ssh:
+            # `wallctl check` says so too; at run time the link reports bad_config.
+            opener = functools.partial(open_ssh, None)
         if self.use_tshell:
             self.link = Connection(
                 self.device_id,
@@ -206,8 +266,21 @@ class CiscoXapiDriver(Driver):
                 silence_s=self.cfg.silence_s,
                 max_queue=self.cfg.max_queue,
                 backoff=Backoff(cap=self.cfg.retry_max_s),
+                opener=opener,
+                # SSH's key exchange and login take longer than a TCP connect.
+                connect_timeout_s=max(self.cfg.timeout_ms / 1000, 5.0) if self.use_ssh else 5.0,
             )
         self._publish_all("connect")
+
+    @staticmethod
+    def _known_hosts(setup: DriverSetup) -> KnownHosts | None:
+        """Where first-use host keys are recorded: the daemon's state directory. A
+        simulated device (a new key every start) and a driver without one record none:
+        the key first seen holds for this driver's life (its reconnects)."""
+        state_dir = setup.extra.get("state_dir")
+        if setup.extra.get("simulated") or not isinstance(state_dir, str | Path):
+            return None
+        return KnownHosts(Path(state_dir) / KNOWN_HOSTS_NAME)
 
     # --- state ---------------------------------------------------------------------------
 
@@ -522,8 +595,41 @@ class CiscoXapiDriver(Driver):
         if refused or not (isinstance(outcome, Done) and outcome.ok):
             raise AuthFailed(f"the codec refused user {self.cfg.user!r}")
 
+    async def _ssh_greeting(self) -> None:
+        """SSH authenticated already: the codec prints its banner and ``OK``; then echo
+        off, or every command line would come back as text before its answer."""
+        assert self.link is not None
+        banner: list[str] = []
+
+        def ready(event: TshellEvent) -> Reply:
+            if isinstance(event, Text):
+                banner.append(event.line.strip())
+                return Reply.MORE
+            if isinstance(event, Done | Prompt):
+                return Reply.DONE
+            return Reply.OTHER
+
+        try:
+            first = await self.link.request(
+                b"", ready, early=True, timeout_s=max(self.cfg.timeout_ms / 1000, 2.0)
+            )
+        except DeviceTimeout:
+            raise DeviceTimeout(
+                "the codec opened the SSH session but gave no tshell prompt"
+            ) from None
+        if isinstance(first, Prompt):
+            # Not tshell: an SSH server that lands in a login of another kind.
+            raise BadConfig(f"the SSH session asks for a {first.what}, not a tshell prompt")
+        assert isinstance(first, Done)
+        release = next((line for line in banner if "Release" in line), "")
+        log.info("codec tshell ready over ssh", device=self.device_id, release=release[:120])
+        await self._tshell_request(b"echo off\n", early=True)
+
     async def _tshell_startup(self) -> None:
-        await self._tshell_login()
+        if self.use_ssh:
+            await self._ssh_greeting()
+        else:
+            await self._tshell_login()
         await self._tshell_request(b"xPreferences outputmode terminal\n", early=True)
         for query in FEEDBACK:
             await self._tshell_request(format_feedback_register(query), early=True)

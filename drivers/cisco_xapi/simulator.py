@@ -27,6 +27,9 @@ from drivers.cisco_xapi.model import PRODUCT, SOFTWARE, CiscoModel, CommandFaile
 from drivers.cisco_xapi.tshell import Literal_, Path, Scalar, write_records, write_result
 from drivers.simulator import DeviceSimulator, SimServer, SimSession, serve_pty, serve_tcp
 
+# The release date line of the SSH banner.
+RELEASE_DATE = "2024-06-12"
+
 __all__ = ["CiscoModel", "CiscoSimulator", "CiscoTshellSimulator", "CommandFailed"]
 
 # --- tshell ------------------------------------------------------------------------------
@@ -51,7 +54,15 @@ def tokenize(line: str) -> list[str | tuple[str]]:
 class TshellSession:
     """One tshell conversation: bytes in from the line, bytes out through ``write``."""
 
-    def __init__(self, model: CiscoModel, write: Callable[[bytes], None], *, login: bool) -> None:
+    def __init__(
+        self,
+        model: CiscoModel,
+        write: Callable[[bytes], None],
+        *,
+        login: bool,
+        welcome: bool = False,
+        echo: bool = False,
+    ) -> None:
         self.model = model
         self.write = write
         self._buf = b""
@@ -59,12 +70,24 @@ class TshellSession:
         self._user = ""
         self._failures = 0
         self._feedback: list[tuple[str, ...]] = []
+        # What the operator types comes back (an interactive SSH session, until `echo off`).
+        self.echo = echo
         self.closed = False
         self._unsub = [model.on_status(self._status), model.on_event(self._event_cb)]
         if login:
             write(b"\r\nlogin: ")
+        elif welcome:
+            # SSH authenticated already: the codec greets and is ready at once.
+            write(self.welcome())
         else:
             write(b"\r\n")
+
+    @staticmethod
+    def welcome() -> bytes:
+        banner = (
+            f"Welcome to\r\n{PRODUCT} Release {SOFTWARE}\r\nSW Release Date: {RELEASE_DATE}\r\n"
+        )
+        return (banner + "*r Login successful\r\n\r\nOK\r\n\r\n").encode()
 
     def close(self) -> None:
         for u in self._unsub:
@@ -94,6 +117,8 @@ class TshellSession:
             self.write(write_records("e", [((name, *p), v) for p, v in pairs]))
 
     def feed(self, data: bytes) -> None:
+        if self.echo and self._stage == "ready":
+            self.write(data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
         self._buf += data
         if len(self._buf) > 8192 and b"\n" not in self._buf:
             self._buf = b""
@@ -144,6 +169,14 @@ class TshellSession:
             return
         if verb_l == "xpreferences":
             self.write(b"OK\r\n")
+            return
+        if verb_l == "echo":
+            arg = str(words[1]).lower() if len(words) == 2 else ""
+            if arg not in ("on", "off"):
+                self.write(b"Usage: echo <on|off>\r\n\r\nERROR\r\n")
+                return
+            self.echo = arg == "on"
+            self.write(b"\r\nOK\r\n")
             return
         if verb_l == "xfeedback":
             self._feedback_cmd(words[1:])

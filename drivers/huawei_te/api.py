@@ -1,26 +1,23 @@
 """The Huawei TE / IdeaHub / CloudLink Box HTTP API, sans I/O.
 
-Every call is ``POST /action.cgi?ActionID=WEB_<Name>API`` with a JSON body. The session
-is two steps (Huawei "TE10, TE20 HTTP API 编程参考", 登录认证; IdeaHub API, 请求SessionID
-and 登录):
+Every call is ``POST /action.cgi?ActionID=WEB_<Name>API`` with a JSON body (none for
+actions without parameters). What each request and answer holds, and which source says
+so, is in ``docs/huawei-te-api-notes.md``; in short:
 
-1. ``WEB_RequestSessionIDAPI`` (empty body): the answer's ``Set-Cookie`` carries
-   ``SessionID=...``, which every later request sends back as a cookie;
-2. ``WEB_RequestCertificateAPI {"user", "password"}``: answers ``acCSRFToken``, which
-   every later body carries.
-
-Answers are ``{"success": 1, "data": ...}`` or ``{"success": 0, "error": {"id", "code",
-"params"}}``. ``data`` is often itself a JSON text (``"{\\"acSessionId\\":...}"``), so it is
-decoded a second time when it looks like JSON. A session the device no longer knows
-(reboot, idle expiry, another login elsewhere) shows as HTTP 401/403 or one of the
-session error codes below; :class:`SessionExpired` tells the driver to log in again and
-repeat the request once.
+- session (Huawei "TE10, TE20 HTTP API 编程参考", 登录认证; IdeaHub API 0014-0016):
+  ``WEB_RequestSessionIDAPI`` sets ``SessionID`` in ``Set-Cookie``;
+  ``WEB_RequestCertificateAPI {"user", "password"}`` answers ``acCSRFToken``;
+  ``WEB_ChangeSessionIDAPI`` then hands out a fresh ``SessionID``. Every later request
+  sends the cookie and carries ``acCSRFToken`` in its body.
+- answers are ``{"success": 1, "data": ...}`` (``data`` usually a JSON *text*, decoded a
+  second time here) or ``{"success": 0, "error": {"id", "code", "params"}}``. The document
+  gives no code a meaning we could read, so a failure keeps its numbers and no more.
+- the endpoint pushes nothing to an HTTP client: state and ``MSG_*`` messages are fetched
+  with the keep-alive read ``WEB_GetMailboxDataAPI`` (Huawei's eSDK sample polls every
+  600 ms). :func:`parse_mailbox` reads it, accepting the spellings seen in the field.
 
 This module builds requests (:class:`HttpRequest`) and reads answers; it never touches a
-socket. The error code values and the call-status field names are those this package's
-simulator uses, following the document's naming style (``sz`` strings, ``uc``/``ul``
-numbers, ``b`` flags); check them against the device's own document before relying on a
-particular number.
+socket.
 """
 
 from __future__ import annotations
@@ -38,41 +35,46 @@ ACTION_RE = re.compile(r"^WEB_[A-Za-z0-9]{1,64}API$")
 COOKIE_NAME = "SessionID"
 MAX_BODY = 1024 * 1024
 
-# Session errors: log in again and repeat.
-ERR_SESSION_INVALID = 101001
-ERR_CSRF_INVALID = 101002
-# Login refused (wrong user or password) and locked after too many attempts.
-ERR_LOGIN_FAILED = 101003
-ERR_USER_LOCKED = 101004
-# The request itself.
-ERR_BAD_PARAM = 102001
-ERR_UNKNOWN_ACTION = 102002
-# The endpoint's state does not allow it (no call to hang up, already in a call ...).
-ERR_STATE = 103001
-ERR_NO_SUCH_SITE = 103002
+# ActionIDs this package uses (docs/huawei-te-api-notes.md says where each comes from).
+REQUEST_SESSION = "WEB_RequestSessionIDAPI"
+REQUEST_CERTIFICATE = "WEB_RequestCertificateAPI"
+CHANGE_SESSION = "WEB_ChangeSessionIDAPI"
+MAILBOX = "WEB_GetMailboxDataAPI"
+CALL_NUMBER = "WEB_CallNumberAPI"
+CANCEL_CALL = "WEB_CancelCallAPI"
+HANGUP_CALL = "WEB_HangupCallAPI"
+INCOMING_CALL_PROC = "WEB_IncomingCallProcAPI"
+OPEN_MIC = "WEB_OpenMicAPI"
+CLOSE_MIC = "WEB_CloseMicAPI"
+AUDIO_PARAMS = "WEB_InitAudioCtrlParamsAPI"
+START_AUX = "WEB_StartSendAuxStreamAPI"
+STOP_AUX = "WEB_StopSendAuxStreamAPI"
+IS_SENDING_AUX = "WEB_IsSendAuxStreamAPI"
+CALL_TYPES = "WEB_RequestCallTypeDataAPI"
 
-SESSION_ERRORS = frozenset({ERR_SESSION_INVALID, ERR_CSRF_INVALID})
-ERROR_TEXT = {
-    ERR_SESSION_INVALID: "session unknown or expired",
-    ERR_CSRF_INVALID: "CSRF token missing or wrong",
-    ERR_LOGIN_FAILED: "user name or password wrong",
-    ERR_USER_LOCKED: "user locked after too many failed logins",
-    ERR_BAD_PARAM: "parameter missing or invalid",
-    ERR_UNKNOWN_ACTION: "no such action",
-    ERR_STATE: "not possible in the current call state",
-    ERR_NO_SUCH_SITE: "no call with that site handle",
-}
+# Messages (IdeaHub MSG_CALL_RSP page; Huawei's eSDK TE sample for the others).
+MSG_START_CALL = "MSG_START_CALL"
+MSG_CALL_RSP = "MSG_CALL_RSP"
+MSG_CANCEL_CALL = "MSG_CANCEL_CALL"
+MSG_END_CONF_RSP = "MSG_END_CONF_RSP"
+MSG_REJECT_CALL = "MSG_REJECT_CALL"
+MSG_AUXVIDEO_SEND_RESULT = "MSG_AUXVIDEO_SEND_RESULT"
 
-# Call states of WEB_GetCallStatusInfoAPI -> the conference layer's words.
-CALL_STATES = {
-    "CALLING": "dialling",
-    "ALERTING": "ringing",
-    "INCOMING": "ringing",
-    "CONNECTED": "connected",
-    "DISCONNECTING": "disconnecting",
-}
+# MSG_CALL_RSP subMsgID: bits 0-3 the direction, bits 4-7 the site handle (0xF: PSTN).
+SUB_INCOMING = 1
+SUB_OUTGOING = 2
+PSTN_HANDLE = 0xF
 
-# SIP-style end codes of stLastCallEnd -> the conference layer's reason words.
+# The one failure the document shows (on every page); its meaning is not given.
+EXAMPLE_ERROR_ID = 100666995
+EXAMPLE_ERROR_CODE = 33558532
+
+# ucMediaType of WEB_IncomingCallProcAPI (field integrations: 0 audio only, 1 video).
+MEDIA_AUDIO, MEDIA_VIDEO = 0, 1
+
+# MSG_CALL_RSP failure codes -> the conference layer's reason words. ASSUMED: the
+# document's code table was out of reach; these are the SIP causes the simulator uses
+# (and many gateways pass through). Any other code is "failed" with the code kept.
 END_REASONS = {
     486: "busy",
     600: "busy",
@@ -81,8 +83,6 @@ END_REASONS = {
     603: "rejected",
     480: "no_answer",
     408: "no_answer",
-    200: "remote_hangup",
-    0: "local_hangup",
 }
 
 # Dial strings: SIP URIs, H.323 aliases, E.164 numbers, IP##extension.
@@ -90,27 +90,23 @@ DIAL_STRING = re.compile(r"^[A-Za-z0-9@.:_+\-*#/=;!~%]{1,128}$")
 
 
 class ApiFailure(Exception):
-    """``success: 0``: the device refused the request."""
+    """``success: 0``: the endpoint refused the request."""
 
     def __init__(self, code: int, error_id: int | None = None, params: list[Any] | None = None):
         self.code = code
         self.error_id = error_id
         self.params = params or []
-        super().__init__(f"{code}: {ERROR_TEXT.get(code, 'refused')}")
+        super().__init__(self.text)
 
     @property
     def text(self) -> str:
-        return ERROR_TEXT.get(self.code, f"error {self.code}")
+        ident = f", error id {self.error_id}" if self.error_id is not None else ""
+        extra = f", params {self.params!r}" if self.params else ""
+        return f"error code {self.code}{ident}{extra}"
 
 
-class SessionExpired(Exception):
-    """The device no longer knows this session: log in again."""
-
-
-class LoginRefused(Exception):
-    def __init__(self, code: int) -> None:
-        self.code = code
-        super().__init__(ERROR_TEXT.get(code, f"login refused ({code})"))
+class SessionLost(Exception):
+    """The endpoint no longer knows this session (HTTP 401/403): log in again."""
 
 
 class MalformedReply(Exception):
@@ -139,9 +135,9 @@ def check_number(value: object, field_name: str = "number") -> str:
     if not isinstance(value, str) or not value:
         raise InvalidParams(f"{field_name} must be a non-empty string", field_name)
     if not DIAL_STRING.match(value):
-        bad = next((c for c in value if not DIAL_STRING.match(c)), None)
         if len(value) > 128:
             raise InvalidParams(f"{field_name} must be at most 128 characters", field_name)
+        bad = next((c for c in value if not DIAL_STRING.match(c)), None)
         raise InvalidParams(
             f"{field_name} may hold only letters, digits and @ . : _ + - * # / = ; ! ~ % "
             f"(found {bad!r})",
@@ -151,6 +147,7 @@ def check_number(value: object, field_name: str = "number") -> str:
 
 
 def encode_body(params: Mapping[str, Any]) -> bytes:
+    # Compact, as the document's examples are written.
     return json.dumps(dict(params), ensure_ascii=False, separators=(",", ":")).encode()
 
 
@@ -166,10 +163,31 @@ def session_cookie(headers: Iterable[tuple[str, str]]) -> str | None:
     return None
 
 
+def _int(value: object) -> int | None:
+    """An integer field; a string of digits is tolerated too."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
+
+
+def json_text(value: Any) -> Any:
+    """``value`` decoded once more when it is a JSON text (``"{...}"`` / ``"[...]"``)."""
+    if isinstance(value, str) and value.lstrip()[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
 def decode_reply(status: int, body: bytes) -> Any:
     """The ``data`` of a successful answer (JSON text decoded again); raise otherwise."""
     if status in (401, 403):
-        raise SessionExpired(f"HTTP {status}")
+        raise SessionLost(f"HTTP {status}")
     if status != 200:
         raise MalformedReply(f"HTTP {status}")
     if len(body) > MAX_BODY:
@@ -178,27 +196,19 @@ def decode_reply(status: int, body: bytes) -> Any:
         msg = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise MalformedReply("the answer is not JSON") from None
-    if not isinstance(msg, dict) or msg.get("success") not in (0, 1):
+    if not isinstance(msg, dict):
+        raise MalformedReply("the answer is not a JSON object")
+    success = _int(msg.get("success"))
+    if success not in (0, 1):
         raise MalformedReply("the answer has no success field")
-    if msg["success"] == 0:
+    if success == 0:
         err = msg.get("error")
-        if not isinstance(err, dict) or not isinstance(err.get("code"), int):
+        code = _int(err.get("code")) if isinstance(err, dict) else None
+        if not isinstance(err, dict) or code is None:
             raise MalformedReply("a failed answer without an error code")
-        code = int(err["code"])
-        if code in SESSION_ERRORS:
-            raise SessionExpired(ERROR_TEXT[code])
-        eid = err.get("id")
         params = err.get("params")
-        raise ApiFailure(
-            code, eid if isinstance(eid, int) else None, params if isinstance(params, list) else []
-        )
-    data = msg.get("data")
-    if isinstance(data, str) and data[:1] in ("{", "["):
-        try:
-            return json.loads(data)
-        except ValueError:
-            return data
-    return data
+        raise ApiFailure(code, _int(err.get("id")), params if isinstance(params, list) else [])
+    return json_text(msg.get("data"))
 
 
 class Session:
@@ -208,6 +218,8 @@ class Session:
         self.session_id: str | None = None
         self.csrf: str | None = None
         self.term_type: str = ""
+        # The id came in ``acSessionId`` rather than a cookie (older firmware).
+        self.id_in_body = False
 
     @property
     def logged_in(self) -> bool:
@@ -216,118 +228,246 @@ class Session:
     def reset(self) -> None:
         self.session_id = None
         self.csrf = None
+        self.id_in_body = False
 
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json; charset=UTF-8"}
+    def _headers(self, with_body: bool) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if with_body:
+            headers["Content-Type"] = "application/json; charset=UTF-8"
         if self.session_id:
+            # The flow description insists on this spelling ("注意大小写").
             headers["Cookie"] = f"{COOKIE_NAME}={self.session_id}"
+            if self.id_in_body:
+                # Firmware that hands the id out in the body reads it from this header
+                # (field integrations); the cookie goes along for the others.
+                headers["Sessionid"] = self.session_id
         return headers
+
+    def _take_session(self, headers: Iterable[tuple[str, str]], data: Any) -> str | None:
+        sid = session_cookie(headers)
+        if isinstance(data, dict):
+            self.term_type = str(data.get("szTermType", self.term_type))
+            # Older firmware hands the id out in the body ("TE10、TE20 now put it in the
+            # cookie", says the document; two integrations still read acSessionId first).
+            legacy = data.get("acSessionId")
+            if sid is None and isinstance(legacy, str) and legacy.strip():
+                sid = legacy.strip()
+                self.id_in_body = True
+        return sid
 
     # step 1
     def request_session(self) -> HttpRequest:
         self.reset()
-        return HttpRequest("WEB_RequestSessionIDAPI", b"", self._headers())
+        return HttpRequest(REQUEST_SESSION, b"", self._headers(False))
 
     def on_session(self, status: int, headers: Iterable[tuple[str, str]], body: bytes) -> None:
         data = decode_reply(status, body)
-        sid = session_cookie(headers)
+        self.id_in_body = False
+        sid = self._take_session(headers, data)
         if sid is None:
-            raise MalformedReply("WEB_RequestSessionIDAPI set no SessionID cookie")
+            raise MalformedReply(f"{REQUEST_SESSION} set no {COOKIE_NAME} cookie")
         self.session_id = sid
-        if isinstance(data, dict):
-            self.term_type = str(data.get("szTermType", ""))
 
     # step 2
     def login(self, user: str, password: str) -> HttpRequest:
         if self.session_id is None:
             raise RuntimeError("request a session first")
         body = encode_body({"user": user, "password": password})
-        return HttpRequest("WEB_RequestCertificateAPI", body, self._headers())
+        return HttpRequest(REQUEST_CERTIFICATE, body, self._headers(True))
 
     def on_login(self, status: int, body: bytes) -> None:
-        try:
-            data = decode_reply(status, body)
-        except ApiFailure as e:
-            raise LoginRefused(e.code) from None
+        data = decode_reply(status, body)
         token = data.get("acCSRFToken") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
-            raise MalformedReply("WEB_RequestCertificateAPI returned no acCSRFToken")
+            raise MalformedReply(f"{REQUEST_CERTIFICATE} returned no acCSRFToken")
         self.csrf = token
+
+    # step 3
+    def change_session(self) -> HttpRequest:
+        if not self.logged_in:
+            raise RuntimeError("log in first")
+        return HttpRequest(CHANGE_SESSION, b"", self._headers(False))
+
+    def on_change_session(
+        self, status: int, headers: Iterable[tuple[str, str]], body: bytes
+    ) -> bool:
+        """Adopt the fresh session id; False when the answer carried none."""
+        data = decode_reply(status, body)
+        sid = self._take_session(headers, data)
+        if sid is None:
+            return False
+        self.session_id = sid
+        return True
 
     # every later call
     def call(self, action: str, params: Mapping[str, Any] | None = None) -> HttpRequest:
         if not self.logged_in:
-            raise SessionExpired("not logged in")
+            raise SessionLost("not logged in")
         body = {**dict(params or {}), "acCSRFToken": self.csrf}
-        return HttpRequest(check_action(action), encode_body(body), self._headers())
+        return HttpRequest(check_action(action), encode_body(body), self._headers(True))
 
 
-# --- what the call-status answer says --------------------------------------------------
+# --- the keep-alive read: state and messages ------------------------------------------------
+
+Phase = Literal["idle", "setup", "up"]
 
 
 @dataclass(frozen=True)
-class Site:
-    handle: int
-    number: str
+class CallState:
+    """``state`` of the mailbox. ``phase`` is None when the fields say nothing we know."""
+
+    phase: Phase | None
+    callstate: int | None = None
+    confstate: int | str | None = None
+    conftype: int | None = None
+    calltype: int | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Message:
     name: str
-    state: str
-    incoming: bool
-    rate: int
+    sub_msg_id: int | None
+    param1: int | None
+    param2: int | None
+    data: Any
+
+    def _data_int(self, key: str) -> int | None:
+        return _int(self.data.get(key)) if isinstance(self.data, dict) else None
 
     @property
-    def status(self) -> str:
-        return CALL_STATES.get(self.state, self.state.lower())
+    def handle(self) -> int | None:
+        """The site handle: ``siteNum`` in the data, else bits 4-7 of ``subMsgID``."""
+        site = self._data_int("siteNum")
+        if site is None:
+            site = self._data_int("ucSiteHandle")
+        if site is None and self.sub_msg_id is not None and self.sub_msg_id > 0xF:
+            site = (self.sub_msg_id >> 4) & 0xF
+        return site
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.handle,
-            "status": self.status,
-            "device_status": self.state,
-            "direction": "Incoming" if self.incoming else "Outgoing",
-            "remote_number": self.number,
-            "display_name": self.name,
-            "call_rate": self.rate,
-        }
+    @property
+    def incoming(self) -> bool | None:
+        """Direction: from ``callDir`` (1 = we call) or the low bits of ``subMsgID``."""
+        call_dir = self._data_int("callDir")
+        if call_dir is not None:
+            return call_dir != 1
+        if self.sub_msg_id is not None:
+            low = self.sub_msg_id & 0xF
+            if low in (SUB_INCOMING, SUB_OUTGOING):
+                return low == SUB_INCOMING
+        return None
+
+    @property
+    def result(self) -> int | None:
+        """0 success, otherwise the failure code (``Data.result``, else ``Param1``)."""
+        res = self._data_int("result")
+        if res is not None:
+            return res
+        return self.param1
+
+    @property
+    def failure_code(self) -> int | None:
+        """The code that says why a call failed (``result``, else ``Param2``)."""
+        res = self._data_int("result")
+        if res not in (None, 0, 1):
+            return res
+        return self.param2 if self.param2 not in (None, 0) else res
+
+    def text(self, key: str) -> str:
+        value = self.data.get(key) if isinstance(self.data, dict) else None
+        return value if isinstance(value, str) else ""
 
 
 @dataclass(frozen=True)
-class CallStatus:
-    sites: tuple[Site, ...]
-    # The last call that ended: its handle, number and SIP-style end code.
-    last_end: dict[str, Any] | None
+class Mailbox:
+    state: CallState | None
+    messages: tuple[Message, ...]
 
 
-def parse_call_status(data: Any) -> CallStatus:
+def _field(item: Mapping[str, Any], *names: str) -> Any:
+    lowered = {k.lower(): v for k, v in item.items() if isinstance(k, str)}
+    for name in names:
+        if name.lower() in lowered:
+            return lowered[name.lower()]
+    return None
+
+
+def parse_message(item: Any) -> Message | None:
+    if not isinstance(item, dict):
+        return None
+    name = _field(item, "msgName", "name")
+    if not isinstance(name, str) or not name.startswith("MSG_"):
+        return None
+    return Message(
+        name=name,
+        sub_msg_id=_int(_field(item, "subMsgID", "subMsgId")),
+        param1=_int(_field(item, "param1")),
+        param2=_int(_field(item, "param2")),
+        data=json_text(_field(item, "msgData", "data")),
+    )
+
+
+def parse_state(raw: Any) -> CallState | None:
+    if not isinstance(raw, dict):
+        return None
+    callstate = _int(raw.get("callstate"))
+    conftype = _int(raw.get("conftype"))
+    calltype = _int(raw.get("calltype"))
+    conf = raw.get("confstate", raw.get("confState"))
+    confstate: int | str | None = conf if isinstance(conf, str) else _int(conf)
+    if isinstance(confstate, str) and confstate.strip().isdigit():
+        confstate = int(confstate)
+    phase: Phase | None = None
+    if (conftype is not None and conftype > 0) or callstate == 2:
+        phase = "up"
+    elif callstate == 1 or confstate in (1, 2):
+        phase = "setup"
+    elif callstate == 0 and conftype in (0, None) and confstate in (0, "", None):
+        phase = "idle"
+    return CallState(phase, callstate, confstate, conftype, calltype, dict(raw))
+
+
+def parse_mailbox(data: Any) -> Mailbox:
+    """The keep-alive answer: ``state`` and every ``MSG_*`` item of any list in it."""
+    if data in ("", None):
+        return Mailbox(None, ())
     if not isinstance(data, dict):
-        raise MalformedReply("WEB_GetCallStatusInfoAPI data is not an object")
-    sites = []
-    raw = data.get("astSiteList", [])
-    if not isinstance(raw, list):
-        raise MalformedReply("astSiteList is not a list")
-    for s in raw:
-        if not isinstance(s, dict) or not isinstance(s.get("ucSiteHandle"), int):
-            continue
-        sites.append(
-            Site(
-                handle=int(s["ucSiteHandle"]),
-                number=str(s.get("szNumber", "")),
-                name=str(s.get("szSiteName", "")),
-                state=str(s.get("enCallState", "")),
-                incoming=bool(s.get("bIncoming", 0)),
-                rate=int(s["ulCallRate"]) if isinstance(s.get("ulCallRate"), int) else 0,
-            )
-        )
-    last = data.get("stLastCallEnd")
-    last_end = None
-    if isinstance(last, dict) and isinstance(last.get("ucSiteHandle"), int):
-        code = last.get("ulReason")
-        code_i = int(code) if isinstance(code, int) else -1
-        last_end = {
-            "call_id": int(last["ucSiteHandle"]),
-            "reason": END_REASONS.get(code_i, "failed"),
-            "code": code_i,
-            "text": str(last.get("szReason", "")),
-            "remote": str(last.get("szNumber", "")),
-            "seq": int(last["ulSeq"]) if isinstance(last.get("ulSeq"), int) else 0,
-        }
-    return CallStatus(tuple(sites), last_end)
+        raise MalformedReply(f"{MAILBOX} data is not an object")
+    messages: list[Message] = []
+    for value in data.values():
+        for item in value if isinstance(value, list) else ():
+            msg = parse_message(item)
+            if msg is not None:
+                messages.append(msg)
+    return Mailbox(parse_state(data.get("state")), tuple(messages))
+
+
+def mic_open(data: Any) -> bool | None:
+    """``MicSwitch`` of ``WEB_InitAudioCtrlParamsAPI``: 1 open, 0 closed."""
+    value = _int(data.get("MicSwitch")) if isinstance(data, dict) else None
+    return None if value is None else value != 0
+
+
+def aux_sending(data: Any) -> bool | None:
+    """``isSendAux`` of ``WEB_IsSendAuxStreamAPI``: ``auxOpen`` / ``auxClose``."""
+    value = data.get("isSendAux") if isinstance(data, dict) else None
+    if value == "auxOpen":
+        return True
+    if value == "auxClose":
+        return False
+    return None
+
+
+def dial_handle(data: Any) -> int | None:
+    """A site handle in the dial answer, should the endpoint give one there."""
+    if not isinstance(data, dict):
+        return None
+    for key in ("ucSiteHandle", "siteNum"):
+        handle = _int(data.get(key))
+        if handle is not None:
+            return handle
+    return None
+
+
+def end_reason(code: int | None) -> str:
+    return END_REASONS.get(code, "failed") if code is not None else "failed"

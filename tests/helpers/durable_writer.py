@@ -1,6 +1,6 @@
 """Changes a wall in a loop through the store's own interface, for the durability test.
 
-Usage: python durable_writer.py STATE_DIR
+Usage: python durable_writer.py STATE_DIR [full|normal]   (the store's durability; full)
 
 Prints ``READY <revision>`` once the store is open and the wall loaded, then
 ``ACK <revision>`` (flushed) after each change WallService.change acknowledged. Each change
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Literal
 
 from wallctl import edits
 from wallctl.config import WallConfig
@@ -42,8 +43,8 @@ def position(revision: int) -> tuple[int, int]:
     return revision % span, (revision // span) % (2160 - SIZE)
 
 
-async def main(state_dir: Path) -> None:
-    store = Store(state_dir / "wallctl.db", "full")
+async def main(state_dir: Path, durability: Literal["full", "normal"] = "full") -> None:
+    store = Store(state_dir / "wallctl.db", durability)
     service = WallService(store, [Wall.from_config(WALL)], [], {})
     await service.load()
     if service.state().window("w1") is None:
@@ -68,4 +69,4 @@ async def main(state_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1])))
+    asyncio.run(main(Path(sys.argv[1]), "normal" if sys.argv[2:] == ["normal"] else "full"))

@@ -517,3 +517,67 @@ def test_source_changing_resolution_is_redrawn_to_fit(comp: Compositor, supply: 
     supply.live("a", solid(supply, 640, 360, (150, 128, 128)))
     comp.render_once()
     assert comp.canvas.y[10, 160] == 16 and comp.canvas.y[120, 160] == 150
+
+
+# --- full repaints: only bare canvas is cleared; window buffers are reused ----------------
+
+
+def test_uncovered_is_the_canvas_minus_the_windows() -> None:
+    from wallctl.render.canvas import subtract, uncovered
+
+    canvas = Rect(0, 0, 640, 360)
+    assert subtract(canvas, Rect(700, 0, 10, 10)) == [canvas]
+    assert subtract(Rect(0, 0, 10, 10), Rect(0, 0, 10, 10)) == []
+    grid = [Rect(x, y, 320, 180) for x in (0, 320) for y in (0, 180)]
+    assert uncovered(canvas, grid) == []
+    pieces = uncovered(canvas, [*grid[:3], Rect(500, 300, 400, 400)])  # one hangs outside
+    assert pieces is not None
+    area = sum(r.w * r.h for r in pieces)
+    assert area == 320 * 180 - 140 * 60
+    assert all(canvas.contains(r) for r in pieces)
+    for a in pieces:  # no overlaps, and none inside a window
+        assert not any(a.intersects(w) for w in grid[:3])
+        assert sum(a.intersects(b) for b in pieces) == 1
+    # A pathological pile of windows falls back to clearing everything.
+    specks = [Rect(x * 4 + 1, y * 4 + 1, 2, 2) for x in range(40) for y in range(40)]
+    assert uncovered(canvas, specks, limit=256) is None
+
+
+def test_switch_clears_what_no_window_covers_any_more(comp: Compositor, supply: Supply) -> None:
+    supply.live("a", solid(supply, 320, 180, (200, 128, 128)))
+    full = [
+        Window(id=f"w{i}", x=(i % 2) * 320, y=(i // 2) * 180, w=320, h=180, source="a")
+        for i in range(4)
+    ]
+    comp.set_state(state(*full))
+    comp.render_once()
+    assert (comp.canvas.y == 200).all() and comp._bare == []
+    # Three windows left: the fourth quarter turns black, the rest is untouched video.
+    comp.set_state(state(*full[:3]))
+    comp.render_once()
+    assert (comp.canvas.y[180:, 320:] == 16).all() and (comp.canvas.u[90:, 160:] == 128).all()
+    assert (comp.canvas.y[:180, :] == 200).all() and (comp.canvas.y[180:, :320] == 200).all()
+
+
+def test_pip_switched_on_and_off_reuses_the_buffers_under_it(
+    comp: Compositor, supply: Supply
+) -> None:
+    supply.live("a", solid(supply, 320, 180, (90, 128, 128)))
+    supply.live("b", solid(supply, 160, 90, (180, 128, 128)))
+    grid = [
+        Window(id=f"w{i}", x=(i % 2) * 320, y=(i // 2) * 180, w=320, h=180, source="a")
+        for i in range(4)
+    ]
+    pip = Window(id="pip", x=240, y=135, w=160, h=90, z=5, source="b")
+    comp.set_state(state(*grid, pip))
+    comp.render_once()
+    first = {w.window.id: w.buf for w in comp._wins if w.buf is not None}
+    assert set(first) == {"w0", "w1", "w2", "w3"}  # every quarter lies under the PiP
+    for k in range(4):
+        comp.set_state(state(*grid) if k % 2 == 0 else state(*grid, pip))
+        comp.render_once()
+    again = {w.window.id: w.buf for w in comp._wins if w.buf is not None}
+    assert all(again[k] is first[k] for k in first)
+    # And the picture is right: PiP on top, the quarters around it.
+    assert (comp.canvas.y[135:225, 240:400] == 180).all()
+    assert comp.canvas.y[100, 100] == 90 and comp.canvas.y[300, 600] == 90

@@ -104,6 +104,32 @@ async def test_a_viewer_track_starts_at_a_keyframe_and_drops_a_backlog() -> None
     track.end()
 
 
+async def test_a_viewer_falling_behind_live_skips_to_a_fresh_keyframe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A backlog older than MAX_LAG_S is dropped even when short, and the publisher is
+    asked for a keyframe at once instead of the viewer waiting a whole GOP."""
+    clock = [100.0]
+    monkeypatch.setattr(passthrough.time, "monotonic", lambda: clock[0])
+    gaps: list[int] = []
+    track = EncodedTrack("video", fractions.Fraction(1, 90000), on_gap=lambda: gaps.append(1))
+    track.push(b"\x00\x00\x01\x65", 0, True)
+    track.push(b"\x00\x00\x01\x41", 3600, False)
+    clock[0] += EncodedTrack.MAX_LAG_S / 2
+    track.push(b"\x00\x00\x01\x41", 7200, False)
+    assert track._queue.qsize() == 3 and gaps == []  # young enough: kept
+    clock[0] += EncodedTrack.MAX_LAG_S
+    track.push(b"\x00\x00\x01\x41", 10800, False)
+    assert track._queue.qsize() == 0 and track.need_keyframe and gaps == [1]
+    assert track.dropped == 4
+    track.push(b"\x00\x00\x01\x41", 14400, False)  # still no keyframe: nothing queued
+    assert track._queue.qsize() == 0
+    track.push(b"\x00\x00\x01\x65", 18000, True)
+    p = await track.recv()
+    assert bytes(p) == b"\x00\x00\x01\x65" and not track.need_keyframe
+    track.end()
+
+
 async def test_a_viewers_picture_loss_request_reaches_the_callback() -> None:
     """RTCP PLI from a viewer: aiortc's sender would re-encode; ours asks the publisher."""
     from aiortc import RTCRtpSender

@@ -15,9 +15,12 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import orjson
+
 from wallctl.api.protocol import encode
 from wallctl.store import Actor
 from wallctl.walls import WallChanged, WallService
+from wallctl.wallstate import state_data
 
 
 def origin_of(actor: Actor) -> dict[str, Any]:
@@ -32,8 +35,9 @@ def event_tail(
     wall: str | None = None,
     revision: int | None = None,
     origin: dict[str, Any] | None = None,
-) -> str:
-    """The event without its opening brace and seq: shared by every subscriber."""
+) -> bytes:
+    """The event as UTF-8 JSON without its opening brace and seq: serialised once, the
+    same bytes for every subscriber."""
     body = {
         "type": type_,
         "category": category,
@@ -42,11 +46,16 @@ def event_tail(
         "origin": origin,
         "data": data,
     }
-    return encode(body)[1:]
+    try:
+        return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)[1:]
+    except TypeError:
+        # What orjson refuses (integers over 64 bits): encode's fallback writes it.
+        return encode(body).encode()[1:]
 
 
-def frame(seq: int, tail: str) -> str:
-    return f'{{"op":"event","seq":{seq},{tail}'
+def frame(seq: int, tail: bytes) -> bytes:
+    """One connection's event: its own sequence number, then the shared tail."""
+    return b'{"op":"event","seq":%d,%b' % (seq, tail)
 
 
 class Subscriber:
@@ -55,7 +64,7 @@ class Subscriber:
     def __init__(self, categories: Iterable[str], bound: int) -> None:
         self.categories = set(categories)
         self.bound = bound
-        self.queue: deque[str] = deque()
+        self.queue: deque[bytes] = deque()
         self.seq = 0
         # Set when events were dropped, or a snapshot is due (subscribe, reidentify).
         self.resync = False
@@ -66,9 +75,9 @@ class Subscriber:
         # having handed it to the socket: nothing may overtake it then.
         self.sending = False
         # Writes a tail now if the socket takes it without waiting; set by the session.
-        self.direct: Callable[[str], bool] | None = None
+        self.direct: Callable[[bytes], bool] | None = None
 
-    def offer(self, category: str, tail: str) -> bool:
+    def offer(self, category: str, tail: bytes) -> bool:
         """Queue an event; False when it overflowed (the queue is dropped for a resync)."""
         if category not in self.categories:
             return True
@@ -106,6 +115,7 @@ class EventHub:
     def __init__(self, walls: WallService) -> None:
         self.walls = walls
         self.subscribers: set[Subscriber] = set()
+        self._interested: dict[str, list[Subscriber]] = {}
         self.resyncs = 0
         self.published = 0
         self._unsubscribe: Callable[[], None] | None = None
@@ -120,14 +130,26 @@ class EventHub:
 
     def add(self, sub: Subscriber) -> None:
         self.subscribers.add(sub)
+        self.resubscribed()
 
     def remove(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
+        self.resubscribed()
+
+    def resubscribed(self) -> None:
+        """Forget who listens to what: a subscriber came, went or changed categories."""
+        self._interested.clear()
 
     def interested(self, category: str) -> list[Subscriber]:
-        return [s for s in self.subscribers if category in s.categories]
+        # Asked on every change of the wall, with many sessions and few subscriptions.
+        subs = self._interested.get(category)
+        if subs is None:
+            subs = self._interested[category] = [
+                s for s in self.subscribers if category in s.categories
+            ]
+        return subs
 
-    def _fan_out(self, subs: list[Subscriber], category: str, tail: str) -> None:
+    def _fan_out(self, subs: list[Subscriber], category: str, tail: bytes) -> None:
         self.published += 1
         for sub in subs:
             if not sub.offer(category, tail):
@@ -139,7 +161,7 @@ class EventHub:
         if not subs:
             return
         state = ev.state
-        data = {"action": ev.action, "ts": ev.ts, "state": state.model_dump(mode="json")}
+        data = {"action": ev.action, "ts": ev.ts, "state": state_data(state)}
         tail = event_tail(
             "wall.changed",
             "wall",
@@ -162,14 +184,12 @@ class EventHub:
         )
         self._fan_out(subs, category, tail)
 
-    def snapshot_tail(self) -> str:
+    def snapshot_tail(self) -> bytes:
         """Every wall as it is now (durable state), for a client starting or resyncing."""
         walls = []
         for wid in self.walls.walls:
             st = self.walls.state(wid)
-            walls.append(
-                {"wall": wid, "revision": st.revision, "state": st.model_dump(mode="json")}
-            )
+            walls.append({"wall": wid, "revision": st.revision, "state": state_data(st)})
         main = self.walls.state(None)
         return event_tail(
             "snapshot",
@@ -180,7 +200,7 @@ class EventHub:
         )
 
     @staticmethod
-    def resync_tail(dropped: int) -> str:
+    def resync_tail(dropped: int) -> bytes:
         return event_tail(
             "resync", None, {"dropped": dropped, "reason": "the client read events too slowly"}
         )

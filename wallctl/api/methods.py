@@ -36,7 +36,7 @@ from wallctl.errors import (
 from wallctl.redact import redact
 from wallctl.store import Actor, Store
 from wallctl.walls import WallService
-from wallctl.wallstate import Fit, WallState, Window
+from wallctl.wallstate import Fit, WallState, Window, window_data
 
 Ident = Annotated[str, Field(min_length=1, max_length=64)]
 WindowId = Annotated[str, Field(min_length=1, max_length=32)]
@@ -180,6 +180,11 @@ class SourceInfo(Result):
     url: str | None
     # Where a browser watches it over WHEP (docs/terminals.md), for mobile terminals.
     whep_path: str | None = None
+    # The same as a full URL at the address phones and browsers reach (terminals.public_url
+    # or the HTTP listener); null for sources the relay does not serve.
+    whep_url: str | None = None
+    # Mobile terminals: whether the terminal publishes now; null for other sources.
+    publishing: bool | None = None
 
 
 class SourceList(Result):
@@ -353,7 +358,7 @@ def _wall_edit(name: str, summary: str, params: type[Params], edit: EditFn) -> N
         return {
             "wall": new.wall,
             "revision": new.revision,
-            "window": None if win is None else win.model_dump(mode="json"),
+            "window": None if win is None else window_data(win),
         }
 
     METHODS[name] = Method(
@@ -522,6 +527,7 @@ async def _layout_delete(
 def _source_info(ctx: ApiContext, sid: str) -> SourceInfo:
     s = ctx.walls.sources[sid]
     from wallctl.terminals.identities import whep_path_of  # mobile terminals' WHEP
+    from wallctl.terminals.sources import public_url_of, publishing_of
 
     return SourceInfo(
         id=s.id,
@@ -530,6 +536,8 @@ def _source_info(ctx: ApiContext, sid: str) -> SourceInfo:
         group=s.group,
         url=redact(s.url) if s.url else None,
         whep_path=whep_path_of(s.id, s.kind, s.url),
+        whep_url=public_url_of(ctx.services, whep_path_of(s.id, s.kind, s.url)),
+        publishing=publishing_of(ctx.services, s),
     )
 
 

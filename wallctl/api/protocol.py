@@ -117,11 +117,13 @@ CATEGORIES: dict[str, str] = {
     "federation": "federation.pending / confirmed / rejected / expired / refused / outcome /"
     " peer: commands between centres (MQTT federation)",
     "source": "source.state: a source's phase changed (connecting, live, no_signal, failed,"
-    " idle) with the reason and its last picture's time",
+    " idle) with the reason and its last picture's time; source.added / source.removed: a"
+    " source joined or left the catalogue at run time (a mobile terminal, mobile/<id>)",
     "conference": "conference.progress / result / ended / mute / share: calls between centres,"
     " step by step (dialling, ringing, connected, routed, window_opened), with the reason",
     "terminal": "terminal.published / terminal.unpublished: a mobile terminal started or"
-    " stopped sending over WHIP (with the reason: deleted, inactive, replaced, failed)",
+    " stopped sending over WHIP (with the reason: deleted, inactive, replaced, failed);"
+    " terminal.audio: the terminals heard on the centre's loudspeaker changed",
     "camera": "camera.motion / camera.tamper (active true/false), camera.events_stale (the"
     " event subscription could not be renewed), camera.profiles (streams changed), tour.started"
     " / step / paused / resumed / stopped: camera tours",

@@ -14,6 +14,7 @@ import contextlib
 import re
 import secrets
 import ssl
+import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -23,10 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+import orjson
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 from websockets.protocol import State
@@ -39,6 +41,8 @@ from wallctl.api.methods import ApiContext, SessionInfo
 from wallctl.api.protocol import (
     CATEGORY_ROLE,
     MAX_BATCH,
+    MAX_DEPTH,
+    MAX_VALUES,
     MECHANISM,
     PROTOCOL_VERSION,
     ROLE_SCOPES,
@@ -742,6 +746,7 @@ class Session:
         ]
         before = self.sub.categories
         self.sub.categories = set(granted)
+        self.server.hub.resubscribed()
         if "wall" in self.sub.categories and "wall" not in before:
             self.sub.request_snapshot()
         return granted
@@ -778,17 +783,29 @@ class Session:
 
     async def _serve(self) -> None:
         max_bytes = self.server.config.max_message_bytes
-        async for raw in self.ws:
+        recv = self.ws.recv
+        while True:
+            # recv() itself, not ``async for``: the async generator around it costs a
+            # frame and a wrapper per message. A normal close ends the session here as
+            # ``async for`` would; an abnormal one propagates.
             try:
-                msg = decode(raw, max_bytes)
+                raw = await recv()
+            except ConnectionClosedOK:
+                return
+            try:
+                msg = _plain_request(raw, max_bytes) or decode(raw, max_bytes)
             except DecodeError as e:
                 self.server.counters.count("unknown", e.error.code)
                 await self.ws.send(encode(error_response(e.request_id, e.error)))
                 continue
             if isinstance(msg, Request):
-                await self._reply(encode(await self._request(msg)))
+                data = _utf8(await self._request(msg))
+                if not self._reply_now(data):
+                    await self.ws.send(data, text=True)
             elif isinstance(msg, Batch):
-                await self._reply(encode(await self._batch(msg)))
+                data = _utf8(await self._batch(msg))
+                if not self._reply_now(data):
+                    await self.ws.send(data, text=True)
             elif isinstance(msg, Reidentify):
                 assert self.sub is not None
                 # Held back until `identified` is out, so the snapshot follows it.
@@ -906,13 +923,14 @@ class Session:
 
     # --- events --------------------------------------------------------------------
 
-    async def _reply(self, text: str) -> None:
-        """Send a response; straight to the socket when it takes it at once.
+    def _reply_now(self, data: bytes) -> bool:
+        """Send a response (UTF-8 JSON) straight to the socket if it takes it at once;
+        False when the caller must ``await ws.send(data, text=True)`` instead.
 
         ``send()`` costs an async context manager and a drain per message, a good part
         of a small request's time. With nothing buffered and no fragmented message under
-        way, writing the frame is what ``send()`` would do; otherwise it is used, and
-        waits for the client to read (backpressure).
+        way, writing the frame is what ``send()`` would do; otherwise ``send()`` is used,
+        and waits for the client to read (backpressure).
         """
         ws = self.ws
         if (
@@ -920,12 +938,11 @@ class Session:
             and ws.send_in_progress is None
             and not ws.transport.get_write_buffer_size()
         ):
-            ws.protocol.send_text(text.encode())
-            ws.send_data()
-            return
-        await ws.send(text)
+            _write_text(ws, data)
+            return True
+        return False
 
-    def _send_now(self, tail: str) -> bool:
+    def _send_now(self, tail: bytes) -> bool:
         """Hand an event to the socket without a task switch, if it takes it at once.
 
         Fan-out to hundreds of viewers is dominated by per-send overhead; this skips the
@@ -939,8 +956,7 @@ class Session:
             return False
         assert self.sub is not None
         try:
-            ws.protocol.send_text(frame(self.sub.next_seq(), tail).encode())
-            ws.send_data()
+            _write_text(ws, frame(self.sub.next_seq(), tail))
         except Exception:
             # The connection is failing; its reader notices and ends the session.
             return True
@@ -966,19 +982,129 @@ class Session:
                 sub.resync = False
                 sub.queue.clear()
                 self.log.warning("api client too slow: resync", dropped=dropped)
-                await self.ws.send(frame(sub.next_seq(), hub.resync_tail(dropped)))
+                await self.ws.send(frame(sub.next_seq(), hub.resync_tail(dropped)), text=True)
                 sub.snapshot_due = True
                 continue
             if sub.snapshot_due:
                 sub.snapshot_due = False
                 # Built now, after the drop: it holds what the dropped events said.
                 sub.queue.clear()
-                await self.ws.send(frame(sub.next_seq(), hub.snapshot_tail()))
+                await self.ws.send(frame(sub.next_seq(), hub.snapshot_tail()), text=True)
                 continue
-            await self.ws.send(frame(sub.next_seq(), sub.queue.popleft()))
+            await self.ws.send(frame(sub.next_seq(), sub.queue.popleft()), text=True)
 
 
 _TOKEN_RE = re.compile(TOKEN_PATTERN)
+_HEAD_SHORT = struct.Struct("!BB")
+_HEAD_16 = struct.Struct("!BBH")
+_HEAD_64 = struct.Struct("!BBQ")
+_FIN_TEXT = 0x81
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A whole, unmasked text frame holding ``payload``, as a server sends it without
+    extensions: the bytes websockets' ``Frame.serialize`` makes, without its per-frame
+    objects (a fan-out sends thousands a second)."""
+    n = len(payload)
+    if n < 126:
+        return _HEAD_SHORT.pack(_FIN_TEXT, n) + payload
+    if n < 65536:
+        return _HEAD_16.pack(_FIN_TEXT, 126, n) + payload
+    return _HEAD_64.pack(_FIN_TEXT, 127, n) + payload
+
+
+def _write_text(ws: ServerConnection, payload: bytes) -> None:
+    """Send one text message on an open connection whose socket takes it at once.
+
+    The plain case (no extension negotiated - the server offers none -, nothing queued in
+    the protocol, no fragmented message under way) writes the frame straight to the
+    transport; anything else goes through websockets' protocol object, as ``send()``
+    would (websockets is pinned below 18).
+    """
+    protocol = ws.protocol
+    if protocol.extensions or protocol.writes or protocol.expect_continuation_frame:
+        protocol.send_text(payload)
+        ws.send_data()
+        return
+    ws.transport.write(text_frame(payload))
+
+
+_REQUEST_KEYS = frozenset(("op", "id", "method", "params", "if_revision"))
+_MAX_ID = 2**53
+
+
+def _plain_request(raw: str | bytes, max_bytes: int) -> Request | None:
+    """The usual request, checked without pydantic; None for anything else.
+
+    Accepts only what ``Request`` accepts (same types, bounds and fields), so every
+    message it passes over gets ``decode``'s answer, errors included, unchanged.
+    """
+    if (
+        not isinstance(raw, str)
+        or len(raw) > max_bytes
+        # What parse_json would walk for nesting and size: left to it.
+        or raw.count("{") + raw.count("[") > MAX_DEPTH
+        or len(raw) > 2 * MAX_VALUES
+    ):
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if (
+        type(value) is not dict
+        or value.get("op") != "request"
+        or not value.keys() <= (_REQUEST_KEYS)
+    ):
+        return None
+    rid: Any = value.get("id")
+    method = value.get("method")
+    params = value.get("params", _NO_PARAMS)
+    if_revision = value.get("if_revision")
+    t = type(rid)
+    if not ((t is int and 0 <= rid <= _MAX_ID) or (t is str and 0 < len(rid) <= 64)):
+        return None
+    if type(method) is not str or not 0 < len(method) <= 64:
+        return None
+    if params is _NO_PARAMS:
+        params = {}
+    elif type(params) is not dict:
+        return None
+    if if_revision is not None and not (type(if_revision) is int and 0 <= if_revision <= _MAX_ID):
+        return None
+    # What model_validate would build, without pydantic's model_construct (slower than
+    # validating): the values are checked above and a Request holds nothing else.
+    req = Request.__new__(Request)
+    _set(
+        req,
+        "__dict__",
+        {
+            "op": "request",
+            "id": rid,
+            "method": method,
+            "params": params,
+            "if_revision": if_revision,
+        },
+    )
+    _set(req, "__pydantic_fields_set__", set(value))
+    _set(req, "__pydantic_extra__", None)
+    _set(req, "__pydantic_private__", None)
+    return req
+
+
+_set = object.__setattr__
+
+
+_NO_PARAMS: Any = object()
+
+
+def _utf8(message: dict[str, Any]) -> bytes:
+    """``encode(message)`` as the UTF-8 bytes a text frame carries, without the detour
+    through str."""
+    try:
+        return orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return encode(message).encode()
 
 
 def _address(conn: ServerConnection) -> str:

@@ -206,6 +206,9 @@ class CameraService:
 
     def on_wall_changed(self, ev: Any) -> None:
         """WallService listener: tours end when their window is closed or taken over."""
+        if not self.tours.tours:
+            # No tour runs (the usual case): skip the window map, built per wall change.
+            return
         windows = {w.id: w.source for w in ev.state.windows}
         self.tours.on_wall_changed(ev.state.wall, ev.action, windows)
 

@@ -6,6 +6,7 @@ centres it calls.
 id = "upper"                  # the link's name in the API, the CLI and events
 name = "市级会议终端"
 device = "codec-a"            # a [[devices]] entry (protocol cisco-xapi or huawei-te)
+                              # (cisco-xapi on any transport: ws, tshell, or ssh)
 matrix = "matrix"             # the [[devices]] matrix the codec's output goes through
 matrix_input = 3              # matrix input carrying the codec's far-end video (or a name)
 wall_output = 5               # matrix output feeding the wall's input (or a name)

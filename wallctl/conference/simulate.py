@@ -8,6 +8,8 @@ network and turns them into simulator options.
 
     wallctl simulate cisco-xapi --listen 127.0.0.1:8080 --user admin --password secret
     wallctl simulate cisco-xapi --pty                      # tshell on a pseudo-terminal
+    wallctl simulate cisco-xapi --listen 127.0.0.1:2222 --ssh --user admin --password secret
+    wallctl simulate cisco-xapi --listen 127.0.0.1:8080 --ssh-listen 127.0.0.1:2222 ...
     wallctl simulate huawei-te --listen 127.0.0.1:8443 --user api --password Change_Me
     wallctl simulate huawei-te --listen 127.0.0.1:8080 --plain ...
 """
@@ -28,6 +30,26 @@ def extend(sub: Any) -> None:
     g = parser.add_argument_group("conference codecs (cisco-xapi, huawei-te)")
     g.add_argument("--plain", action="store_true", help="huawei-te: HTTP instead of HTTPS")
     g.add_argument("--tshell", metavar="HOST:PORT", help="cisco-xapi: tshell on TCP as well")
+    g.add_argument(
+        "--ssh", action="store_true", help="cisco-xapi: tshell over SSH on --listen (no /ws)"
+    )
+    g.add_argument(
+        "--ssh-listen", metavar="HOST:PORT", help="cisco-xapi: tshell over SSH beside /ws"
+    )
+    g.add_argument(
+        "--ssh-host-key",
+        metavar="FILE",
+        help="cisco-xapi: the SSH host key (OpenSSH private key file; default: new at start)",
+    )
+    g.add_argument(
+        "--ssh-key-type",
+        choices=("rsa", "ecdsa", "ed25519"),
+        default="rsa",
+        help="cisco-xapi: type of the host key generated at start",
+    )
+    g.add_argument(
+        "--ssh-max-sessions", type=int, default=10, help="cisco-xapi: SSH sessions at once"
+    )
     g.add_argument("--setup-ms", type=int, default=200, help="dialling until reached (ms)")
     g.add_argument("--ring-ms", type=int, default=1000, help="ringing until answered (ms)")
     g.add_argument("--drop-after-ms", type=int, default=2000, help="'drop' numbers: call length")
@@ -51,4 +73,20 @@ def codec_options(args: argparse.Namespace) -> dict[str, Any]:
         options["tls"] = False
     if args.tshell:
         options["tshell"] = args.tshell
+    ssh_flags = args.ssh or args.ssh_listen or args.ssh_host_key
+    if ssh_flags and args.protocol != "cisco-xapi":
+        raise ValueError("--ssh, --ssh-listen and --ssh-host-key are for cisco-xapi")
+    if args.ssh and args.ssh_listen:
+        raise ValueError("give --ssh (SSH on --listen) or --ssh-listen (beside /ws), not both")
+    if not 1 <= args.ssh_max_sessions <= 1000:
+        raise ValueError("--ssh-max-sessions must be within 1..1000")
+    if args.ssh:
+        options["transport"] = "ssh"
+    if args.ssh_listen:
+        options["ssh"] = args.ssh_listen
+    if args.ssh_host_key:
+        options["ssh_host_key"] = args.ssh_host_key
+    if args.protocol == "cisco-xapi":
+        options["ssh_key_type"] = args.ssh_key_type
+        options["ssh_max_sessions"] = args.ssh_max_sessions
     return options

@@ -141,6 +141,11 @@ def device_problems(devices: list[DeviceConfig]) -> list[Problem]:
                 msg = p.message.removeprefix("Value error, ")
                 problems.append(Problem(f"{path}.{p.path}" if p.path else path, msg))
             continue
+        # A driver may refuse one way of reaching it (cisco-xapi: SSH needs a host).
+        endpoint_problem = getattr(cfg, "endpoint_problem", None)
+        why_not = endpoint_problem(ways[0]) if callable(endpoint_problem) and ways else None
+        if why_not:
+            problems.append(Problem(f"{path}.{ways[0]}", why_not))
         dims = getattr(cfg, "dims", None)
         size = dims() if callable(dims) else None
         if dev.simulate:

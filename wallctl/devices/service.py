@@ -17,6 +17,7 @@ import time
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -88,7 +89,7 @@ class Device:
         return self.config.outputs.get(n)
 
 
-def endpoint_for(cfg: DeviceConfig, proto: Protocol) -> Endpoint:
+def endpoint_for(cfg: DeviceConfig, proto: Protocol, options: Any = None) -> Endpoint:
     m = proto.manifest
     if cfg.serial is not None:
         return SerialEndpoint(
@@ -100,7 +101,10 @@ def endpoint_for(cfg: DeviceConfig, proto: Protocol) -> Endpoint:
         )
     if cfg.host is None:
         raise ValueError(f"device {cfg.id} has neither host nor serial")
-    return TcpEndpoint(cfg.host, cfg.port or m.default_tcp_port or 23)
+    # A driver whose port depends on its options says so (cisco-xapi: 22 over SSH).
+    default_port = getattr(options, "default_port", None)
+    port = default_port() if callable(default_port) else None
+    return TcpEndpoint(cfg.host, cfg.port or port or m.default_tcp_port or 23)
 
 
 def driver_error(e: DriverError, device: str, where: str = "params.args") -> WallctlError:
@@ -123,8 +127,11 @@ class DeviceService:
         configs: list[DeviceConfig],
         publish: Publish | None = None,
         audit: Audit | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         self.configs = [c for c in configs if c.enabled]
+        # The daemon's state directory, for drivers that keep records (SSH host keys).
+        self.state_dir = state_dir
         self.publish: Publish = publish or (lambda category, type_, data, actor: None)
         # Store.audit: every switching action is recorded with who asked for it.
         self.audit = audit
@@ -165,8 +172,11 @@ class DeviceService:
             endpoint: Endpoint = TcpEndpoint("127.0.0.1", sim.port)
             log.info("simulator started", device=cfg.id, protocol=cfg.protocol, port=sim.port)
         else:
-            endpoint = endpoint_for(cfg, proto)
-        setup = DriverSetup(cfg.id, options, endpoint, password)
+            endpoint = endpoint_for(cfg, proto, options)
+        extra: dict[str, Any] = {"simulated": cfg.simulate}
+        if self.state_dir is not None:
+            extra["state_dir"] = str(self.state_dir)
+        setup = DriverSetup(cfg.id, options, endpoint, password, extra=extra)
         driver = proto.driver(setup)
         dev = Device(cfg, proto, driver, sim)
         driver.on_event = lambda event: self._on_event(dev, event)
@@ -674,7 +684,7 @@ def devices_component(rt: Runtime) -> DevicesComponent:
     def publish(category: str, type_: str, data: dict[str, Any], actor: Actor) -> None:
         rt.bus.publish(category, type_, data, actor=actor)
 
-    service = DeviceService(list(rt.config.devices), publish, rt.store.audit)
+    service = DeviceService(list(rt.config.devices), publish, rt.store.audit, rt.state_dir)
     rt.services["devices"] = service
     rt.registry.register(DeviceMetrics(service))
     return DevicesComponent(service)

@@ -45,6 +45,46 @@ def intersect(a: Rect, b: Rect) -> Rect | None:
     return Rect(x0, y0, x1 - x0, y1 - y0)
 
 
+def copy_plane(dst: Plane, src: Plane) -> None:
+    """``src`` into ``dst`` (same shape; the rows of either may lie apart, as in a canvas
+    region or a decoded picture). OpenCV's copy: for such strided rows it took 0.56 ms
+    where numpy's took 0.90 (16 540p luma planes into a 4K canvas)."""
+    if dst.size == 0:
+        return
+    # No mask (None): the stubs insist on one, OpenCV does not.
+    out = cv2.copyTo(src, None, dst)  # type: ignore[call-overload]
+    if out is not dst:  # a shape OpenCV would not copy in place
+        np.copyto(dst, src)
+
+
+def subtract(r: Rect, cut: Rect) -> list[Rect]:
+    """The parts of ``r`` outside ``cut`` (at most four rectangles)."""
+    c = intersect(r, cut)
+    if c is None:
+        return [r]
+    out = []
+    if c.y > r.y:
+        out.append(Rect(r.x, r.y, r.w, c.y - r.y))
+    if c.bottom < r.bottom:
+        out.append(Rect(r.x, c.bottom, r.w, r.bottom - c.bottom))
+    if c.x > r.x:
+        out.append(Rect(r.x, c.y, c.x - r.x, c.h))
+    if c.right < r.right:
+        out.append(Rect(c.right, c.y, r.right - c.right, c.h))
+    return out
+
+
+def uncovered(extent: Rect, covers: list[Rect], limit: int = 256) -> list[Rect] | None:
+    """``extent`` minus every rectangle of ``covers``, as rectangles; None when that takes
+    more than ``limit`` pieces (then painting the whole extent is cheaper to work out)."""
+    left = [extent]
+    for cut in covers:
+        left = [piece for r in left for piece in subtract(r, cut)]
+        if len(left) > limit:
+            return None
+    return left
+
+
 @dataclass
 class Patch:
     """A small I420 picture (a label, a slate): even width and height."""
@@ -122,13 +162,13 @@ class Target:
         """Scale a picture (its three planes) onto ``dest``, which lies within the target."""
         dy = self.luma(dest)
         if y.shape == dy.shape:
-            np.copyto(dy, y)
+            copy_plane(dy, y)
         else:
             cv2.resize(y, (dest.w, dest.h), dst=dy, interpolation=interpolation)
         du, dv = self.chroma(dest)
         if u.shape == du.shape:
-            np.copyto(du, u)
-            np.copyto(dv, v)
+            copy_plane(du, u)
+            copy_plane(dv, v)
         else:
             size = (du.shape[1], du.shape[0])
             cv2.resize(u, size, dst=du, interpolation=interpolation)
@@ -156,11 +196,11 @@ class Target:
         c = _clip3(r, src.extent, self.extent)
         if c is None:
             return
-        self.luma(c)[:] = src.luma(c)
+        copy_plane(self.luma(c), src.luma(c))
         du, dv = self.chroma(c)
         su, sv = src.chroma(c)
-        du[:] = su
-        dv[:] = sv
+        copy_plane(du, su)
+        copy_plane(dv, sv)
 
     def border(self, r: Rect, width: int, yuv: tuple[int, int, int]) -> None:
         """A frame ``width`` pixels wide just inside ``r``."""

@@ -86,6 +86,10 @@ class RenderComponent(Component):
         self._started = False
         rt.services["sources"] = self.hub
         rt.services["render"] = self
+        # Sources known at run time (mobile terminals) join and leave the hub as they come.
+        self._unsubscribe_sources = rt.walls.on_sources_changed(
+            lambda: self.hub.configure(list(self.rt.walls.sources.values()))
+        )
         rt.registry.register(_RenderMetrics(self))
         rt.registry.register(self.hub.collector())
 
@@ -218,7 +222,9 @@ class RenderComponent(Component):
         new = config.render
         old = self.config
         restart = []
-        self.hub.configure(list(config.sources))
+        # The walls' catalogue: the configured sources and those contributed at run time
+        # (WallsComponent.reload, before this, took config.sources into it).
+        self.hub.configure(list(self.rt.walls.sources.values()))
         if new.enabled != old.enabled:
             restart.append("render.enabled")
         if new.sources != old.sources:

@@ -25,13 +25,21 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 import cv2
-import numpy as np
 
 from wallctl.logs import get_logger
-from wallctl.render.canvas import BLACK, Canvas, Patch, Target, even_up, rgb_to_yuv
+from wallctl.render.canvas import (
+    BLACK,
+    Canvas,
+    Patch,
+    Target,
+    copy_plane,
+    even_up,
+    rgb_to_yuv,
+    uncovered,
+)
 from wallctl.render.canvas_fit import bars, needed_size, place
 from wallctl.render.frames import Frame, FrameSupply, Plane, SourcePhase, SourceView
 from wallctl.render.text import (
@@ -115,6 +123,16 @@ class _Win:
     # What was drawn around the picture last time (label, highlight, bars): unchanged,
     # the bars need no new paint.
     frame_key: object = None
+
+
+class _Entry(NamedTuple):
+    """What a window shows this frame."""
+
+    key: object  # compared with the window's last key: different means repaint
+    kind: str  # "video" | "slate" | "empty"
+    what: object  # the Frame, the slate's lines, or None
+    label: str
+    highlighted: bool
 
 
 @dataclass
@@ -206,6 +224,11 @@ class Compositor:
         self.frame_no = 0
         self.state: WallState | None = None
         self._wins: list[_Win] = []
+        # What no window covers (painted black on a full repaint); None: the whole canvas.
+        self._bare: list[Rect] | None = None
+        # Window buffers of recent layouts, by rectangle: switching back and forth (a PiP
+        # opened and closed) reuses them instead of allocating and faulting in new ones.
+        self._spare_bufs: dict[Rect, Target] = {}
         self._highlights: set[str] = set()
         self._lock = threading.Lock()
         self._handover = _Handover()
@@ -378,33 +401,42 @@ class Compositor:
             self.state = new_state
         self._highlights = highlights
         views = self._views()
-        keys = [self._key(w, views) for w in self._wins]
+        # What each window shows, worked out once: its key decides the repaint, the rest
+        # is what the paint needs.
+        entries = [self._entry(w, views) for w in self._wins]
         repainted: list[Rect] = []
         if full:
-            self.canvas.fill(self.canvas.extent, BLACK)
-            for w, k in zip(self._wins, keys, strict=True):
-                self._paint(w, views)
-                w.key = k
+            # Black where no window will paint (the windows paint all of their own).
+            for bare in self._bare if self._bare is not None else [self.canvas.extent]:
+                self.canvas.fill(bare, BLACK)
+            for w, e in zip(self._wins, entries, strict=True):
+                self._paint(w, e)
+                w.key = e.key
                 if w.buf is not None:
                     self.canvas.blit_from(w.buf, w.window.rect)
             self.stats.full_repaints += 1
             repainted.append(self.canvas.extent)
         else:
-            dirty = [i for i, (w, k) in enumerate(zip(self._wins, keys, strict=True)) if w.key != k]
+            dirty = [
+                i
+                for i, (w, e) in enumerate(zip(self._wins, entries, strict=True))
+                if w.key != e.key
+            ]
             for i in dirty:
                 w = self._wins[i]
-                w.key = keys[i]
-                self._paint(w, views, full=False)
+                w.key = entries[i].key
+                self._paint(w, entries[i], full=False)
                 r = w.window.rect
                 repainted.append(r)
                 if w.buf is None:
                     continue
                 self.canvas.blit_from(w.buf, r)
-                for above in self._wins[i + 1 :]:
+                for j in range(i + 1, len(self._wins)):
+                    above = self._wins[j]
                     if not above.window.rect.intersects(r):
                         continue
                     if above.buf is None:
-                        self._paint(above, views)
+                        self._paint(above, entries[j])
                     else:
                         self.canvas.blit_from(above.buf, r)
             self.stats.repaints += len(dirty)
@@ -446,7 +478,8 @@ class Compositor:
         canvas = Rect(0, 0, self.wall.width, self.wall.height)
         # Buffers of the same rectangles are reused (everything is repainted anyway):
         # allocating a full-wall buffer under a picture-in-picture costs milliseconds.
-        spare = {w.window.rect: w.buf for w in self._wins if w.buf is not None}
+        spare = dict(self._spare_bufs)
+        spare.update({w.window.rect: w.buf for w in self._wins if w.buf is not None})
         wins = []
         for i, w in enumerate(stacked):
             r = w.rect
@@ -460,6 +493,17 @@ class Compositor:
                     buf = Target(ox, oy, r.right - ox, r.bottom - oy)
                 wins.append(_Win(w, False, buf))
         self._wins = wins
+        self._bare = uncovered(canvas, [w.rect for w in stacked])
+        # The buffers left over are kept for a switch back, newest first, up to a
+        # canvas's worth of pixels.
+        keep: dict[Rect, Target] = {}
+        budget = self.canvas.width * self.canvas.height
+        for r, buf in reversed(spare.items()):
+            budget -= buf.width * buf.height
+            if budget < 0:
+                break
+            keep[r] = buf
+        self._spare_bufs = keep
         if self.clock is not None:
             size = max(16, min(48, self.wall.tile_h_px // 30))
             patch = self.text.clock(size)
@@ -518,32 +562,27 @@ class Compositor:
         error = view.error if phase is SourcePhase.FAILED else None
         return "slate", tuple(slate_lines(view.name, shown_phase, view.last_frame_at, error))
 
-    def _key(self, win: _Win, views: Mapping[str, SourceView | None]) -> object:
+    def _entry(self, win: _Win, views: Mapping[str, SourceView | None]) -> _Entry:
         w = win.window
         view = views.get(w.source) if w.source else None
         kind, what = self._content(w, view)
-        if kind == "video":
-            assert isinstance(what, Frame)
-            what = (what.seq, what.arrived, what.width, what.height)
-        return (
-            kind,
-            what,
-            self._label(w, view) if kind != "slate" else "",
-            w.id in self._highlights,
-        )
-
-    # --- painting ------------------------------------------------------------------------
-
-    def _paint(self, win: _Win, views: Mapping[str, SourceView | None], full: bool = True) -> None:
-        t: Target = self.canvas if win.buf is None else win.buf
-        w = win.window
-        r = w.rect
-        view = views.get(w.source) if w.source else None
-        kind, what = self._content(w, view)
+        label = self._label(w, view) if kind != "slate" else ""
         highlighted = w.id in self._highlights
         if kind == "video":
             assert isinstance(what, Frame)
-            label = self._label(w, view)
+            shown: object = (what.seq, what.arrived, what.width, what.height)
+        else:
+            shown = what
+        return _Entry((kind, shown, label, highlighted), kind, what, label, highlighted)
+
+    # --- painting ------------------------------------------------------------------------
+
+    def _paint(self, win: _Win, e: _Entry, full: bool = True) -> None:
+        t: Target = self.canvas if win.buf is None else win.buf
+        r = win.window.rect
+        kind, what, label, highlighted = e.kind, e.what, e.label, e.highlighted
+        if kind == "video":
+            assert isinstance(what, Frame)
             around = (label, highlighted)
             fresh = full or win.frame_key != around
             win.frame_key = around
@@ -563,7 +602,6 @@ class Compositor:
             t.put_patch(patch, ox + dx, oy + dy, r)
         else:
             t.fill(r, BLACK)
-            label = self._label(w, view)
             if label:
                 self._put_label(t, win, label)
         if highlighted:
@@ -581,14 +619,14 @@ class Compositor:
                 t.fill(b, BLACK)
         y, u, v = f.y[p.src_y], f.u[p.src_c], f.v[p.src_c]
         if p.interp_y is None:
-            np.copyto(p.dst_y, y)
+            copy_plane(p.dst_y, y)
         else:
             cv2.resize(
                 y, (p.dst_y.shape[1], p.dst_y.shape[0]), dst=p.dst_y, interpolation=p.interp_y
             )
         if p.interp_c is None:
-            np.copyto(p.dst_u, u)
-            np.copyto(p.dst_v, v)
+            copy_plane(p.dst_u, u)
+            copy_plane(p.dst_v, v)
         else:
             size = (p.dst_u.shape[1], p.dst_u.shape[0])
             cv2.resize(u, size, dst=p.dst_u, interpolation=p.interp_c)
@@ -642,7 +680,7 @@ class Compositor:
                 (patch.y[:h, :w], patch.u[: h // 2, : w // 2], patch.v[: h // 2, : w // 2]),
             )
         for dst, src in zip(lp.views, lp.parts, strict=True):
-            np.copyto(dst, src)
+            copy_plane(dst, src)
 
     def _draw_clock(self, full: bool, repainted: list[Rect]) -> None:
         cr = self._clock_rect

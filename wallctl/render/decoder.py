@@ -15,8 +15,9 @@ import errno
 import random
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import av
@@ -32,10 +33,15 @@ from wallctl.render.renditions import Rendition
 from wallctl.render.source_config import RenderSourcesConfig
 from wallctl.render.source_stats import SourceStats
 
+if TYPE_CHECKING:
+    from wallctl.render.decode_pool import DecodePool
+
 log = get_logger("wallctl.render.decoder")
 
 # Demuxers of on-demand network media, played at their own rate when they have a length.
 PACED_FORMATS = frozenset({"hls", "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "flv", "mpegts"})
+# What a step yields to be parked until stopped (a file that ended and does not loop).
+FOREVER = float("inf")
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "srt", "http", "https", "udp", "rtp", "tcp")
 
 
@@ -124,6 +130,16 @@ def stream_spec(source: SourceConfig, rendition: Rendition, cfg: RenderSourcesCo
         username=source.username,
         password=password,
     )
+
+
+def shares_threads(spec: StreamSpec) -> bool:
+    """Whether a session may run on the shared decode threads: a local file, whose reads
+    return at once. Anything that can wait on a peer (network, device, the ffmpeg
+    bridge) keeps a thread of its own so its waits hold up no other source."""
+    if not spec.is_file or spec.format is not None:
+        return False
+    scheme = urlsplit(spec.url).scheme.lower() if "://" in spec.url else ""
+    return scheme in ("", "file")
 
 
 # --- errors an operator can act on ------------------------------------------------------
@@ -264,13 +280,30 @@ class SessionOwner(Protocol):
 
 
 class DecodeSession:
-    """Decodes one rendition in its own thread until stopped; reconnects on failure."""
+    """Decodes one rendition until stopped; reconnects on failure.
 
-    def __init__(self, spec: StreamSpec, cfg: RenderSourcesConfig, owner: SessionOwner) -> None:
+    The work is written as steps (``steps()``, a generator) that yield whenever the
+    session has nothing to do until a given time (pacing a file, backing off before a
+    retry). A session reading something that can block (a network stream, a device, the
+    ffmpeg bridge) runs its steps in a thread of its own, so a camera that hangs holds up
+    nothing else. A local file never blocks for long: its steps run on the hub's
+    ``DecodePool``, a few threads taking turns over every such session (fewer threads
+    contending for the GIL and the cores than one per source).
+    """
+
+    def __init__(
+        self,
+        spec: StreamSpec,
+        cfg: RenderSourcesConfig,
+        owner: SessionOwner,
+        pool: DecodePool | None = None,
+    ) -> None:
         self.spec = spec
         self.cfg = cfg
         self.owner = owner
         self._stop = threading.Event()
+        self._done = threading.Event()
+        self._started = False
         self.backoff = Backoff(cfg.backoff_initial_s, cfg.backoff_max_s)
         # Read by the slot (any thread): plain attributes, each written atomically.
         self.error: str | None = None
@@ -284,34 +317,69 @@ class DecodeSession:
         self._logged_error: str | None = None
         # The last failure was the server saying no (not its absence): retry slowly.
         self._refused = False
-        self._thread = threading.Thread(
-            target=self._run, name=f"decode-{spec.source}-{spec.rendition}", daemon=True
-        )
+        self.pool = pool if pool is not None and shares_threads(spec) else None
+        self._thread: threading.Thread | None = None
+        if self.pool is None:
+            self._thread = threading.Thread(
+                target=self._run, name=f"decode-{spec.source}-{spec.rendition}", daemon=True
+            )
+        # The pool's bookkeeping: which of its queue entries for this session is current.
+        self.pool_token = 0
 
     def start(self) -> None:
-        self._thread.start()
+        self._started = True
+        if self._thread is not None:
+            self._thread.start()
+        else:
+            assert self.pool is not None
+            self.pool.add(self)
 
     def stop(self) -> None:
-        """Ask the thread to end; it does within the open/read timeouts."""
+        """Ask the session to end; it does within the open/read timeouts."""
         self._stop.set()
         bridge = self._bridge
         if bridge is not None:
             bridge.kill()  # ends a read blocked on its pipe at once
+        if self.pool is not None:
+            self.pool.wake(self)  # its next step sees the stop and ends
 
     def join(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        if self._thread is not None:
+            if self._started:
+                self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return not self._started or self._done.wait(timeout)
 
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
 
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        if self._thread is not None:
+            return self._thread.is_alive()
+        return self._started and not self._done.is_set()
 
-    # --- the thread -------------------------------------------------------------------
+    def finished(self) -> None:
+        """Called once when the steps have ended (by the thread or the pool)."""
+        self._done.set()
+
+    # --- the steps -------------------------------------------------------------------
 
     def _run(self) -> None:
+        """A thread of its own: wait out each step's pause (or a stop)."""
+        try:
+            for until in self.steps():
+                if until == FOREVER:
+                    self._stop.wait()
+                else:
+                    delay = until - time.monotonic()
+                    if delay > 0:
+                        self._stop.wait(delay)
+        finally:
+            self.finished()
+
+    def steps(self) -> Iterator[float]:
+        """Open, decode, reconnect until stopped; yields the time to go on at."""
         first = True
         while not self._stop.is_set():
             if not first:
@@ -319,13 +387,14 @@ class DecodeSession:
             first = False
             had_frames = self.frames
             try:
-                self._open_and_decode()
+                yield from self._open_and_decode()
             except StreamEnded:
                 if self.spec.is_file and not self.spec.loop:
                     # A file that does not loop has simply ended: keep its last picture
                     # (the wall shows "no signal" after a while), do not replay it.
                     self.error = "the file ended"
-                    self._stop.wait()
+                    while not self._stop.is_set():
+                        yield FOREVER
                     break
                 self.failures += 1
                 self.error = describe_error(StreamEnded(), self.spec, self.cfg)
@@ -351,7 +420,7 @@ class DecodeSession:
             if self._stop.is_set():
                 break
             delay = self.backoff.next_delay(time.monotonic(), refused=self._refused)
-            self._stop.wait(delay)
+            yield time.monotonic() + delay
 
     def _log_failure(self) -> None:
         # A camera down all night must not fill the journal: a warning when the reason
@@ -384,7 +453,7 @@ class DecodeSession:
             timeout=(self.cfg.open_timeout_s, self.cfg.read_timeout_s),
         )
 
-    def _open_and_decode(self) -> None:
+    def _open_and_decode(self) -> Iterator[float]:
         started = time.monotonic()
         try:
             container = self._open()
@@ -408,7 +477,7 @@ class DecodeSession:
             self.opened = True
             self._last_io = time.monotonic()
             try:
-                self._decode(container, stream)
+                yield from self._decode(container, stream)
             except av.error.FFmpegError as e:
                 if time.monotonic() - self._last_io >= self.cfg.read_timeout_s * 0.9:
                     raise ReadTimeout() from e
@@ -428,48 +497,55 @@ class DecodeSession:
         if bridge is not None:
             bridge.close()
 
-    def _decode(self, container: Any, stream: Any) -> None:
+    def _decode(self, container: Any, stream: Any) -> Iterator[float]:
         cc = stream.codec_context
         stats = self.owner.stats
+        stopped = self._stop.is_set
         keyframes_only = False
         time_base = float(stream.time_base) if stream.time_base else None
         # Files and on-demand streams (an HLS playlist that ends) arrive as fast as they
         # are read: play them at their own rate. Live streams arrive in real time and are
         # never delayed. The clock: wall-clock time and stream time that set it.
-        paced = self.spec.is_file or (
+        paced = bool(time_base) and (
+            self.spec.is_file
             # A live RTMP/FLV stream reports a duration of 0.
-            container.format.name in PACED_FORMATS and bool(container.duration)
+            or (container.format.name in PACED_FORMATS and bool(container.duration))
         )
         clock: tuple[float, float] | None = None
-        while not self._stop.is_set():
+        while not stopped():
             ended = True
             for packet in container.demux(stream):
-                if self._stop.is_set():
+                if stopped():
                     return
-                if packet.size == 0:
+                size = packet.size
+                if size == 0:
                     continue  # the flush packet at the end of input
                 ended = False
-                if paced and time_base:
+                if paced:
                     # Paced by the demuxer's clock, not by decoded pictures: in
                     # keyframes-only mode most packets give no picture.
-                    when = packet.dts if packet.dts is not None else packet.pts
+                    when = packet.dts
+                    if when is None:
+                        when = packet.pts
                     if when is not None:
-                        clock = self._pace(clock, when * time_base)
-                        if self._stop.is_set():
-                            return
+                        clock, until = self._pace(clock, when * time_base)
+                        if until:
+                            yield until
+                            if stopped():
+                                return
                 now = time.monotonic()
                 self._last_io = now
-                stats.on_packet(packet.size, now)
+                stats.on_packet(size, now)
                 want = self.owner.keyframes_only()
-                if want and not keyframes_only:
-                    cc.skip_frame = "NONKEY"
-                    keyframes_only = True
-                elif not want and keyframes_only and packet.is_keyframe:
-                    # Back to every picture only at a keyframe: the skipped pictures
-                    # cannot serve as references, so earlier would show broken blocks.
-                    cc.skip_frame = "DEFAULT"
-                    keyframes_only = False
-                stats.keyframes_only = keyframes_only
+                if want != keyframes_only:
+                    if want:
+                        cc.skip_frame = "NONKEY"
+                        keyframes_only = stats.keyframes_only = True
+                    elif packet.is_keyframe:
+                        # Back to every picture only at a keyframe: the skipped pictures
+                        # cannot serve as references, so earlier would show broken blocks.
+                        cc.skip_frame = "DEFAULT"
+                        keyframes_only = stats.keyframes_only = False
                 try:
                     frames = cc.decode(packet)
                 except av.error.FFmpegError:
@@ -477,16 +553,20 @@ class DecodeSession:
                     stats.on_dropped()
                     continue
                 for frame in frames:
-                    pts = frame.pts * time_base if frame.pts is not None and time_base else None
-                    self._deliver(frame, pts)
+                    pts = frame.pts
+                    self._deliver(frame, pts * time_base if pts is not None and time_base else None)
             if self.spec.is_file and self.spec.loop and not ended:
                 # The pictures the decoder still holds (reordering) first, then back to
                 # the start; the pacing clock restarts with the first packet.
                 try:
                     for frame in cc.decode(None):
                         pts = frame.pts * time_base if frame.pts is not None and time_base else None
-                        if pts is not None:
-                            clock = self._pace(clock, pts)
+                        if pts is not None and paced:
+                            clock, until = self._pace(clock, pts)
+                            if until:
+                                yield until
+                                if stopped():
+                                    return
                         self._deliver(frame, pts)
                 except av.error.FFmpegError:
                     stats.on_dropped()
@@ -496,20 +576,20 @@ class DecodeSession:
                 continue
             raise StreamEnded()
 
-    def _pace(self, clock: tuple[float, float] | None, pts: float) -> tuple[float, float]:
+    @staticmethod
+    def _pace(clock: tuple[float, float] | None, pts: float) -> tuple[tuple[float, float], float]:
+        """(the clock, the time to wait until or 0.0) for a packet at stream time pts."""
         now = time.monotonic()
         if clock is None:
-            return now, pts
+            return (now, pts), 0.0
         wall0, pts0 = clock
         due = wall0 + (pts - pts0)
         if due - now > 1.0 or now - due > 2.0:
             # A jump in the file's timestamps, or far behind (the machine stalled us):
             # restart the clock. A little behind, the next packets go without waiting
             # until the file is on time again.
-            return now, pts
-        if due > now:
-            self._stop.wait(due - now)
-        return clock
+            return (now, pts), 0.0
+        return clock, (due if due > now else 0.0)
 
     def _deliver(self, frame: Any, pts: float | None) -> None:
         w, h = frame.width, frame.height
@@ -519,22 +599,26 @@ class DecodeSession:
             frame = frame.reformat(width=tw, height=th, format="yuv420p", interpolation="AREA")
         elif frame.format.name != "yuv420p":
             frame = frame.reformat(format="yuv420p")
-        y, u, v = (_plane(p) for p in frame.planes[:3])
+        y, u, v = frame.planes[:3]
         if (w, h) != self._last_size:
             # First picture, or the stream changed resolution mid-way.
             self.owner.on_stream(self, self.codec_name, w, h)
             self._last_size = (w, h)
         self.frames += 1
-        self.failures = 0
-        self.error = None
-        self._logged_error = None
-        self.backoff.reset()
-        self.owner.stats.on_frame(time.monotonic())
-        self.owner.offer(self, y, u, v, pts)
+        if self.failures:
+            self.failures = 0
+            self.error = None
+            self._logged_error = None
+            self.backoff.reset()
+        now = time.monotonic()
+        self.owner.stats.on_frame(now)
+        self.owner.offer(self, _plane(y), _plane(u), _plane(v), pts)
 
 
 def _plane(p: Any) -> Plane:
-    """A plane of a decoded frame as its own C-contiguous array (no padding)."""
-    buf = np.frombuffer(p, np.uint8)
-    rows = buf[: p.line_size * p.height].reshape(p.height, p.line_size)
-    return np.ascontiguousarray(rows[:, : p.width])
+    """A plane of a decoded frame as a view of FFmpeg's own buffer, rows ``line_size``
+    apart (no copy: copying every plane cost about a fifth of the decode CPU). The view
+    keeps the frame alive, and a decoder never writes into a picture someone still
+    holds (FFmpeg's buffers are reference counted), so the pixels cannot change under a
+    reader."""
+    return np.ndarray((p.height, p.width), np.uint8, p, 0, (p.line_size, 1))

@@ -2,8 +2,11 @@
 
 Frames stay in YUV 4:2:0 (I420) from the decoder to the output that needs something
 else: compositing in YUV was measured about 1.3x faster than in BGR here, and the
-encoders take I420 directly. Planes are separate, C-contiguous uint8 arrays; width and
-height are even so the chroma planes are exactly half size.
+encoders take I420 directly. Planes are separate uint8 arrays whose pixels are
+contiguous within a row but whose rows may lie further apart than the width (a decoded
+picture is a view of the decoder's own buffer, padding included: no copy). Readers
+must not write into them; numpy and OpenCV take such strided planes as they are. Width
+and height are even so the chroma planes are exactly half size.
 """
 
 from __future__ import annotations

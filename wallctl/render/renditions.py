@@ -37,6 +37,9 @@ class Rendition:
 # service that knows them registers a resolver for the source kind. It answers the
 # renditions (URLs may carry credentials: they never leave the daemon), [] while unknown.
 RESOLVERS: dict[str, Callable[[SourceConfig], list[Rendition]]] = {}
+# Why a resolver's source has no stream now, for its slate (a mobile terminal: "offline
+# since 14:02:11"); without one the slate says its streams are not known yet.
+UNRESOLVED_REASONS: dict[str, Callable[[SourceConfig], str]] = {}
 
 
 def renditions_of(source: SourceConfig) -> list[Rendition]:

@@ -1,14 +1,17 @@
 """Per-source statistics: counted by decoder threads, read by the API and /metrics.
 
 Rates (fps, bitrate) are over a sliding window of the last couple of seconds, so they
-fall to zero when a stream stops instead of keeping a stale average.
+fall to zero when a stream stops instead of keeping a stale average. Counting happens
+for every packet and picture of every source (about a thousand times a second on a
+full wall), so it takes no lock and allocates nothing: counts go into a small ring of
+time buckets. Only the decoder threads of one source write (one, or two for a moment
+while a rendition switch overlaps); readers take a consistent-enough copy.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -16,16 +19,45 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 RATE_WINDOW_S = 2.0
+# The window is made of buckets this long; rates cover the whole buckets of the window
+# plus the one being filled (so between RATE_WINDOW_S - BUCKET_S and RATE_WINDOW_S).
+BUCKET_S = 0.25
+_PER_S = 1.0 / BUCKET_S
+_BUCKETS = int(RATE_WINDOW_S / BUCKET_S) + 1
+
+
+class _Ring:
+    """Counts per time bucket over the last RATE_WINDOW_S."""
+
+    __slots__ = ("counts", "keys")
+
+    def __init__(self) -> None:
+        self.keys = [-1] * _BUCKETS
+        self.counts = [0] * _BUCKETS
+
+    def add(self, now: float, n: int) -> None:
+        k = int(now * _PER_S)
+        i = k % _BUCKETS
+        if self.keys[i] != k:
+            self.keys[i] = k
+            self.counts[i] = 0
+        self.counts[i] += n
+
+    def rate(self, now: float) -> float:
+        k = int(now * _PER_S)
+        first = k - _BUCKETS + 2  # the oldest whole bucket still inside the window
+        total = sum(c for key, c in zip(self.keys, self.counts, strict=True) if first <= key <= k)
+        span = now - first * BUCKET_S
+        return total / span if span > 0 else 0.0
 
 
 class SourceStats:
     """Counters of one source, kept across decoder restarts and renditions."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._frames: deque[float] = deque()
-        self._packets: deque[tuple[float, int]] = deque()
-        self._bytes_in_window = 0
+        self._lock = threading.Lock()  # for the fields set together (stream properties)
+        self._frames = _Ring()
+        self._bytes = _Ring()
         self.frames_decoded = 0
         self.frames_dropped = 0
         self.bytes_in = 0
@@ -39,26 +71,19 @@ class SourceStats:
         self.last_packet_at: float | None = None  # monotonic
 
     def on_packet(self, size: int, now: float) -> None:
-        with self._lock:
-            self.bytes_in += size
-            self._packets.append((now, size))
-            self._bytes_in_window += size
-            self.last_packet_at = now
-            self._trim(now)
+        self.bytes_in += size
+        self._bytes.add(now, size)
+        self.last_packet_at = now
 
     def on_frame(self, now: float) -> None:
-        with self._lock:
-            self.frames_decoded += 1
-            self._frames.append(now)
-            self._trim(now)
+        self.frames_decoded += 1
+        self._frames.add(now, 1)
 
     def on_dropped(self, n: int = 1) -> None:
-        with self._lock:
-            self.frames_dropped += n
+        self.frames_dropped += n
 
     def on_reconnect(self) -> None:
-        with self._lock:
-            self.reconnects += 1
+        self.reconnects += 1
 
     def on_stream(
         self, codec: str | None, width: int | None, height: int | None, rendition: str | None
@@ -66,18 +91,9 @@ class SourceStats:
         with self._lock:
             self.codec, self.width, self.height, self.rendition = codec, width, height, rendition
 
-    def _trim(self, now: float) -> None:
-        edge = now - RATE_WINDOW_S
-        while self._frames and self._frames[0] < edge:
-            self._frames.popleft()
-        while self._packets and self._packets[0][0] < edge:
-            self._bytes_in_window -= self._packets.popleft()[1]
-
     def rates(self, now: float) -> tuple[float, float]:
         """(frames per second, bits per second) over the last window."""
-        with self._lock:
-            self._trim(now)
-            return len(self._frames) / RATE_WINDOW_S, self._bytes_in_window * 8 / RATE_WINDOW_S
+        return self._frames.rate(now), self._bytes.rate(now) * 8
 
     def snapshot(self, now: float | None = None) -> dict[str, Any]:
         t = time.monotonic() if now is None else now

@@ -24,11 +24,13 @@ from typing import Any
 from wallctl.bus import EventBus
 from wallctl.config import SourceConfig
 from wallctl.logs import get_logger
+from wallctl.render.decode_pool import DecodePool
 from wallctl.render.decoder import DecodeSession, stream_spec
 from wallctl.render.frames import Frame, Plane, SourcePhase, SourceView
 from wallctl.render.patterns import MovingPattern
 from wallctl.render.renditions import (
     RESOLVERS,
+    UNRESOLVED_REASONS,
     Rendition,
     choose,
     largest_need,
@@ -185,6 +187,8 @@ class SourceSlot:
             self.renditions = renditions_of(cfg)
         if not self.renditions and cfg.kind in RESOLVERS:
             self._error = f"the streams of {cfg.kind} source {cfg.id!r} are not known yet"
+            if cfg.kind in UNRESOLVED_REASONS:  # the service that resolves it says why
+                self._error = UNRESOLVED_REASONS[cfg.kind](cfg)
             self.started_at = self.started_at or now
             return
         if not self.renditions:
@@ -272,7 +276,7 @@ class SourceSlot:
 
     def _session(self, rendition: Rendition) -> DecodeSession:
         spec = stream_spec(self.config, rendition, self.hub.config)
-        return DecodeSession(spec, self.hub.config, self)
+        return DecodeSession(spec, self.hub.config, self, self.hub.pool)
 
     def stop_decoding(self) -> list[DecodeSession]:
         """Stop everything for this source; returns the sessions to join."""
@@ -370,6 +374,8 @@ class SourceHub:
         self._stopping = threading.Event()
         self._house: threading.Thread | None = None
         self._closed = False
+        # Local files share a few decode threads; streams keep one each (decode_pool.py).
+        self.pool = DecodePool()
         for s in sources:
             self._slots[s.id] = SourceSlot(self, s)
 
@@ -405,6 +411,7 @@ class SourceHub:
         for s in sessions:
             if not s.join(max(0.0, deadline - time.monotonic())):
                 log.warning("decoder thread did not stop in time", source=s.spec.source)
+        self.pool.close(max(0.5, deadline - time.monotonic()))
 
     def _start_housekeeping(self) -> None:
         with self._lock:

@@ -103,6 +103,15 @@ def _is_loopback(remote: str | None) -> bool:
         return False
 
 
+def _from_this_host(request: web.Request) -> bool:
+    """A loopback peer, or one whose address is the very address it reached us at (the
+    daemon's own decoder when the listener is bound to one interface's address only)."""
+    if _is_loopback(request.remote):
+        return True
+    sock = request.transport.get_extra_info("sockname") if request.transport else None
+    return isinstance(sock, tuple) and bool(sock) and request.remote == sock[0]
+
+
 class TerminalRoutes:
     def __init__(
         self,
@@ -129,6 +138,7 @@ class TerminalRoutes:
         r.add_delete("/whep/sessions/{session}", self.whep_delete)
         r.add_route("PATCH", "/whep/sessions/{session}", self.patch)
         r.add_get("/terminals/{terminal}/feed.h264", self.feed)
+        app.on_shutdown.append(self._end_feeds)
         if self.talkback is not None:
             r.add_post("/talkback/{terminal}", self.talk_post)
             r.add_route("OPTIONS", "/talkback/{terminal}", self.options)
@@ -210,7 +220,7 @@ class TerminalRoutes:
     # --- the wall's decoder ------------------------------------------------------------
 
     async def feed(self, request: web.Request) -> web.StreamResponse:
-        if not _is_loopback(request.remote):
+        if not _from_this_host(request):
             return _text(403, "the raw feed is served to this host only")
         terminal = request.match_info["terminal"]
         if TERMINAL_ID.match(terminal) is None:
@@ -238,6 +248,13 @@ class TerminalRoutes:
         finally:
             self.relay.close_feed(terminal, q)
         return resp
+
+    async def _end_feeds(self, app: web.Application) -> None:
+        """The listener stops: end the wall's feeds, which would otherwise hold it until
+        their terminals stop publishing (aiohttp waits for running handlers)."""
+        for pub in list(self.relay.publications.values()):
+            for q in pub.feeds:
+                q.put_nowait(None)
 
     # --- talkback ----------------------------------------------------------------------
 

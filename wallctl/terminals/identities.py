@@ -60,6 +60,11 @@ class Terminals:
     def add(self, terminal: str, name: str, actor: Actor) -> str:
         """Create ``terminal``; return its bearer token (shown once, never stored)."""
         validate_terminal_id(terminal)
+        if len(SOURCE_PREFIX + terminal) > 64:
+            # Its wall source, mobile/<id>, must fit the 64 characters of a source id.
+            raise InvalidField(
+                f"a terminal id is at most {64 - len(SOURCE_PREFIX)} characters", field="terminal"
+            )
         name = name or terminal
         if len(name) > 64 or any(ord(c) < 32 for c in name):
             raise InvalidField("a name is at most 64 printable characters", field="name")
@@ -136,5 +141,7 @@ def whep_path_of(source_id: str, kind: str, url: str | None) -> str | None:
     feed URL (docs/terminals.md), else the terminal with the source's id."""
     if kind != "mobile":
         return None
+    if source_id.startswith(SOURCE_PREFIX):
+        return f"/whep/{source_id}"  # a terminal's own source, mobile/<id>
     m = _FEED_PATH.search(url or "")
     return f"/whep/{source_of(m.group(1) if m else source_id)}"

@@ -16,8 +16,10 @@ fails loudly when any of this changes underneath.
 from __future__ import annotations
 
 import asyncio
+import collections
 import fractions
 import queue
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -164,18 +166,31 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
 class EncodedTrack(MediaStreamTrack):
     """A track of encoded frames for one viewer, packetized by aiortc without encoding.
 
-    Bounded: when the viewer's connection cannot keep up, the backlog is dropped and
-    the track waits for the next keyframe (video) rather than grow or send a broken
-    picture.
+    Bounded by count and by age: when the viewer's connection cannot keep up, the
+    backlog is dropped and the track waits for the next keyframe (video) rather than
+    grow, fall seconds behind live, or send a broken picture. ``on_gap`` is told when
+    video was dropped, so the relay can ask the publisher for that keyframe instead of
+    waiting a whole GOP.
     """
 
     MAX_QUEUE = 120
+    # A commander watching a terminal wants the present: a backlog older than this is
+    # worth less than a fresh keyframe.
+    MAX_LAG_S = 0.5
 
-    def __init__(self, kind: str, time_base: fractions.Fraction) -> None:
+    def __init__(
+        self,
+        kind: str,
+        time_base: fractions.Fraction,
+        on_gap: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__()
         self.kind = kind
         self.time_base = time_base
+        self.on_gap = on_gap
         self._queue: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue()
+        # Arrival time of each queued frame, oldest first (the queue's own order).
+        self._arrivals: collections.deque[float] = collections.deque()
         self.need_keyframe = kind == "video"
         self.dropped = 0
         self.sent = 0
@@ -193,18 +208,26 @@ class EncodedTrack(MediaStreamTrack):
                 self.dropped += 1
                 return
             self.need_keyframe = False
-        if self._queue.qsize() >= self.MAX_QUEUE:
+        now = time.monotonic()
+        if self._queue.qsize() >= self.MAX_QUEUE or (
+            self._arrivals and now - self._arrivals[0] > self.MAX_LAG_S
+        ):
             self.dropped += self._queue.qsize()
             while not self._queue.empty():
                 self._queue.get_nowait()
+            self._arrivals.clear()
             if self.kind == "video":
                 self.need_keyframe = not keyframe
                 if not keyframe:
+                    self.dropped += 1
+                    if self.on_gap is not None:
+                        self.on_gap()
                     return
         if self._last is not None and pts + self._offset <= self._last:
             self._offset = self._last + self._step - pts
         self._last = pts + self._offset
         self._queue.put_nowait((data, self._last))
+        self._arrivals.append(now)
 
     def end(self) -> None:
         self._queue.put_nowait(None)
@@ -217,6 +240,7 @@ class EncodedTrack(MediaStreamTrack):
             self.stop()
             raise MediaStreamError
         data, pts = item
+        self._arrivals.popleft()
         packet: av.Packet[Any] = av.Packet(data)
         packet.pts = pts
         packet.time_base = self.time_base

@@ -24,7 +24,6 @@ from typing import Any
 
 from aiortc import (
     RTCConfiguration,
-    RTCIceServer,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpTransceiver,
@@ -37,6 +36,7 @@ from wallctl.logs import get_logger
 from wallctl.terminals import sdp
 from wallctl.terminals.config import TerminalsConfig
 from wallctl.terminals.h264 import is_keyframe
+from wallctl.terminals.ice import IcePolicy, IcePortsExhausted
 from wallctl.terminals.identities import TerminalInfo, source_of
 from wallctl.terminals.passthrough import (
     AUDIO_TIME_BASE,
@@ -133,6 +133,7 @@ class Relay:
     def __init__(self, config: TerminalsConfig, bus: EventBus | None = None) -> None:
         self.config = config
         self.bus = bus
+        self.ice = IcePolicy(config)
         self.publications: dict[str, Publication] = {}  # by terminal id (case folded)
         self.viewers: dict[str, Viewer] = {}
         self.listeners: list[FrameListener] = []
@@ -158,16 +159,12 @@ class Relay:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
     def rtc_configuration(self) -> RTCConfiguration:
-        servers = [
-            RTCIceServer(
-                urls=s.urls,
-                username=s.username,
-                credential=s.credential.get_secret_value() if s.credential else None,
-            )
-            for s in self.config.ice_servers
-        ]
-        # Never aiortc's default (a public STUN server): closed networks have none.
-        return RTCConfiguration(iceServers=servers)
+        # The configured ICE servers only, never aiortc's default public STUN server.
+        return self.ice.configuration()
+
+    def peer_connection(self) -> RTCPeerConnection:
+        """A peer connection with the site's ICE servers, in terminals.ice_port_range."""
+        return self.ice.peer_connection()
 
     def announce(self, answer: str) -> str:
         return sdp.announce_addresses(answer, [str(a) for a in self.config.announced_addresses])
@@ -194,7 +191,7 @@ class Relay:
                 f"{self.config.max_publishers} terminals publish already "
                 "(terminals.max_publishers)",
             )
-        pc = RTCPeerConnection(self.rtc_configuration())
+        pc = self.peer_connection()
         pub = Publication(secrets.token_urlsafe(12), terminal, pc)
 
         @pc.on("track")
@@ -221,6 +218,9 @@ class Relay:
                 _prefer(pc.addTransceiver(m.kind, direction="recvonly"))
             await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
             await pc.setLocalDescription(await pc.createAnswer())
+        except IcePortsExhausted as e:
+            await pc.close()
+            raise RelayError(503, str(e)) from None
         except Exception as e:
             await pc.close()
             raise RelayError(400, f"the offer cannot be answered: {e}") from None
@@ -335,8 +335,8 @@ class Relay:
             raise RelayError(
                 503, f"{source} has {len(pub.viewers)} viewers already (terminals.max_viewers)"
             )
-        pc = RTCPeerConnection(self.rtc_configuration())
-        video = EncodedTrack("video", VIDEO_TIME_BASE)
+        pc = self.peer_connection()
+        video = EncodedTrack("video", VIDEO_TIME_BASE, on_gap=lambda: self._keyframe_for(viewer))
         audio: EncodedTrack | None = None
         viewer = Viewer(secrets.token_urlsafe(12), pub.source, pc, video, None)
         try:
@@ -351,6 +351,9 @@ class Relay:
             viewer.audio = audio
             await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
             await pc.setLocalDescription(await pc.createAnswer())
+        except IcePortsExhausted as e:
+            await pc.close()
+            raise RelayError(503, str(e)) from None
         except Exception as e:
             await pc.close()
             raise RelayError(400, f"the offer cannot be answered: {e}") from None

@@ -18,6 +18,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from wallctl.logs import get_logger
 from wallctl.terminals import sdp
+from wallctl.terminals.ice import IcePortsExhausted
 from wallctl.terminals.passthrough import AUDIO_TIME_BASE, EncodedTrack, tap_receiver
 from wallctl.terminals.relay import Relay, RelayError, _prefer
 
@@ -69,7 +70,7 @@ class Talkback:
         """A commander's microphone for ``terminal``."""
         check_audio_only(sdp.parse_offer(offer_sdp), sending=True)
         key = terminal.lower()
-        pc = RTCPeerConnection(self.relay.rtc_configuration())
+        pc = self.relay.peer_connection()
         leg = Leg(secrets.token_urlsafe(12), key, "speaker", pc, account)
         t = pc.addTransceiver("audio", direction="recvonly")
         _prefer(t)
@@ -90,7 +91,7 @@ class Talkback:
         key = terminal.lower()
         if len(self.listeners.get(key, [])) >= MAX_LISTENERS:
             raise RelayError(503, f"{MAX_LISTENERS} talkback listeners for {terminal} already")
-        pc = RTCPeerConnection(self.relay.rtc_configuration())
+        pc = self.relay.peer_connection()
         track = EncodedTrack("audio", AUDIO_TIME_BASE)
         leg = Leg(secrets.token_urlsafe(12), key, "listener", pc, terminal, track)
         _prefer(pc.addTransceiver(track, direction="sendonly"))
@@ -104,6 +105,9 @@ class Talkback:
         try:
             await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
             await pc.setLocalDescription(await pc.createAnswer())
+        except IcePortsExhausted as e:
+            await pc.close()
+            raise RelayError(503, str(e)) from None
         except Exception as e:
             await pc.close()
             raise RelayError(400, f"the offer cannot be answered: {e}") from None

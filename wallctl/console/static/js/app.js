@@ -370,6 +370,17 @@ class App {
     await Promise.all([this.devices.load(), this.conference.load()]);
   }
 
+  async reloadSources() {
+    try {
+      const sources = await this.conn.call("source.list");
+      this.sources = new Map(sources.sources.map((s) => [s.id, s]));
+      this.sourceTree.setSources([...this.sources.values()]);
+      this.mimic.relabel();
+    } catch {
+      // Connection lost: the reconnect's loadAll reads the list again.
+    }
+  }
+
   async showWall(id) {
     if (id !== this.wallId) {
       this.lastChange = null;
@@ -421,6 +432,11 @@ class App {
       case "layout.saved":
       case "layout.deleted":
         if (!ev.wall || ev.wall === this.wallId) this.layouts.load();
+        break;
+      case "source.added":
+      case "source.removed":
+        // A terminal registered or removed while the console is open: refresh the picker.
+        this.reloadSources();
         break;
       case "source.state": {
         const d = ev.data || {};
