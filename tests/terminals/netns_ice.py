@@ -18,23 +18,21 @@ import shutil
 import socket
 import struct
 import subprocess
-import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from wallctl.store import Actor
 
-from .conftest import HERE, NETNS_ENV, ClipTrack
+from .conftest import NETNS_ENV, ClipTrack
 from .netns_webrtc import (
-    CHROMIUM_FLAGS,
     Centre,
     _ice,
+    chromium_on,
     start_centre,
     wait_for,
     whep_view,
@@ -483,28 +481,9 @@ async def test_chromium_publishes_through_ports_of_the_range(
     ranged: Centre, tmp_path: Path
 ) -> None:
     token = ranged.terminals.add("phone-9", "", Actor("test"))
-    page = web.Application()
-
-    async def publish_page(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(HERE / "publish.html")
-
-    page.router.add_get("/publish.html", publish_page)
-    runner = web.AppRunner(page)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    query = urllib.parse.urlencode({"whip": f"{ranged.base}/whip/phone-9", "token": token})
-    browser = await asyncio.create_subprocess_exec(
-        "chromium",
-        *CHROMIUM_FLAGS,
-        f"--user-data-dir={tmp_path / 'profile'}",
-        f"http://127.0.0.1:{port}/publish.html?{query}",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
     relay = ranged.comp.relay
-    try:
+    query = {"whip": f"{ranged.base}/whip/phone-9", "token": token}
+    async with chromium_on("publish.html", query, tmp_path / "profile"):
         await wait_for(
             lambda: (p := relay.publication("phone-9")) is not None and p.frames > 20,
             40,
@@ -519,7 +498,3 @@ async def test_chromium_publishes_through_ports_of_the_range(
         conn = pub.pc.getTransceivers()[0].receiver.transport.transport._connection
         (pair,) = conn._nominated.values()
         assert 21000 <= pair.local_candidate.port <= 21009
-    finally:
-        browser.kill()
-        await browser.wait()
-        await runner.cleanup()

@@ -7,6 +7,7 @@ so no test packet can reach the machine's external address.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import json
 import os
@@ -15,7 +16,7 @@ import sqlite3
 import subprocess
 import time
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -499,32 +500,59 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
 ]
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed")
-async def test_chromium_publishes_with_its_fake_camera(centre: Centre, tmp_path: Path) -> None:
-    token = centre.terminals.add("phone-1", "执法记录仪", Actor("test"))
-    page = web.Application()
 
-    async def publish_page(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(HERE / "publish.html")
+@contextlib.asynccontextmanager
+async def chromium_on(
+    page: str,
+    query: Mapping[str, str],
+    profile: Path,
+    *,
+    flags: Sequence[str] = (),
+    posts: Mapping[str, Handler] | None = None,
+) -> AsyncIterator[None]:
+    """Headless Chromium on one of this folder's pages (``page``), served by a throwaway
+    HTTP server with ``query`` in its URL and ``posts`` as extra POST routes; killed on
+    exit (no DELETE, as a phone that loses its network)."""
 
-    page.router.add_get("/publish.html", publish_page)
-    runner = web.AppRunner(page)
+    async def serve(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(HERE / page)
+
+    app = web.Application()
+    app.router.add_get(f"/{page}", serve)
+    for path, handler in (posts or {}).items():
+        app.router.add_post(path, handler)
+    runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    query = urllib.parse.urlencode({"whip": f"{centre.base}/whip/phone-1", "token": token})
-    browser = await asyncio.create_subprocess_exec(
-        "chromium",
-        *CHROMIUM_FLAGS,
-        f"--user-data-dir={tmp_path / 'profile'}",
-        f"http://127.0.0.1:{port}/publish.html?{query}",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    relay = centre.comp.relay
     try:
+        browser = await asyncio.create_subprocess_exec(
+            "chromium",
+            *CHROMIUM_FLAGS,
+            *flags,
+            f"--user-data-dir={profile}",
+            f"http://127.0.0.1:{port}/{page}?{urllib.parse.urlencode(query)}",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            yield
+        finally:
+            browser.kill()
+            await browser.wait()
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed")
+async def test_chromium_publishes_with_its_fake_camera(centre: Centre, tmp_path: Path) -> None:
+    token = centre.terminals.add("phone-1", "执法记录仪", Actor("test"))
+    relay = centre.comp.relay
+    query = {"whip": f"{centre.base}/whip/phone-1", "token": token}
+    async with chromium_on("publish.html", query, tmp_path / "profile"):
         await wait_for(
             lambda: (p := relay.publication("phone-1")) is not None and p.frames > 20,
             40,
@@ -544,10 +572,6 @@ async def test_chromium_publishes_with_its_fake_camera(centre: Centre, tmp_path:
         await wait_for(lambda: len(viewer.audio) >= 10, 10, "the viewer's audio")
         assert viewer.audio[-1].sample_rate == 48000
         await viewer.pc.close()
-    finally:
-        browser.kill()
-        await browser.wait()
-        await runner.cleanup()
     # The browser vanished without DELETE: offline by RTP inactivity, within 5 s.
     await wait_for(lambda: relay.publication("phone-1") is None, 5, "offline")
     assert centre.events_of("terminal.unpublished")[-1]["reason"] == "inactive"
@@ -582,49 +606,31 @@ async def test_chromium_watches_a_terminal_over_whep(
     )
     reports: list[dict[str, Any]] = []
 
-    async def view_page(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(HERE / "view.html")
-
     async def report(request: web.Request) -> web.Response:
         reports.append(json.loads(await request.text()))
         return web.Response(text="ok")
 
-    page = web.Application()
-    page.router.add_get("/view.html", view_page)
-    page.router.add_post("/report", report)
-    runner = web.AppRunner(page)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    query = urllib.parse.urlencode(
-        {"whep": f"{centre.base}/whep/mobile/patrol-2", "token": centre.api_token}
-    )
-    browser = await asyncio.create_subprocess_exec(
-        "chromium",
-        *CHROMIUM_FLAGS,
-        "--autoplay-policy=no-user-gesture-required",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        f"http://127.0.0.1:{port}/view.html?{query}",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    query = {"whep": f"{centre.base}/whep/mobile/patrol-2", "token": centre.api_token}
     try:
-        await wait_for(
-            lambda: (
-                bool(reports)
-                and (reports[-1].get("framesDecoded", 0) >= 25 or "error" in reports[-1])
-            ),
-            40,
-            "Chromium decoding the terminal",
-        )
-        last = reports[-1]
-        assert "error" not in last, last
-        assert last["width"] == 640 and last["mime"] == "video/H264"
+        async with chromium_on(
+            "view.html",
+            query,
+            tmp_path / "profile",
+            flags=["--autoplay-policy=no-user-gesture-required"],
+            posts={"/report": report},
+        ):
+            await wait_for(
+                lambda: (
+                    bool(reports)
+                    and (reports[-1].get("framesDecoded", 0) >= 25 or "error" in reports[-1])
+                ),
+                40,
+                "Chromium decoding the terminal",
+            )
+            last = reports[-1]
+            assert "error" not in last, last
+            assert last["width"] == 640 and last["mime"] == "video/H264"
     finally:
-        browser.kill()
-        await browser.wait()
-        await runner.cleanup()
         await pc.close()
 
 
@@ -764,29 +770,9 @@ async def test_talkback_carries_the_commanders_voice_to_the_terminal(
         return
     before = len(heard)
 
-    async def talk_page(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(HERE / "talk.html")
-
-    page = web.Application()
-    page.router.add_get("/talk.html", talk_page)
-    runner = web.AppRunner(page)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    query = urllib.parse.urlencode({"url": f"{centre.base}/talkback/radio-1", "token": op.token})
-    browser = await asyncio.create_subprocess_exec(
-        "chromium",
-        *CHROMIUM_FLAGS,
-        f"--user-data-dir={tmp_path / 'profile'}",
-        f"http://127.0.0.1:{port}/talk.html?{query}",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    query = {"url": f"{centre.base}/talkback/radio-1", "token": op.token}
     try:
-        await wait_for(lambda: len(heard) >= before + 25, 30, "the browser's voice")
+        async with chromium_on("talk.html", query, tmp_path / "profile"):
+            await wait_for(lambda: len(heard) >= before + 25, 30, "the browser's voice")
     finally:
-        browser.kill()
-        await browser.wait()
-        await runner.cleanup()
         await ear.close()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from wallctl.render.canvas_fit import bars
 from wallctl.render.frames import Plane
 from wallctl.wall import Head, Rect, Wall
 
@@ -60,18 +61,8 @@ def copy_plane(dst: Plane, src: Plane) -> None:
 def subtract(r: Rect, cut: Rect) -> list[Rect]:
     """The parts of ``r`` outside ``cut`` (at most four rectangles)."""
     c = intersect(r, cut)
-    if c is None:
-        return [r]
-    out = []
-    if c.y > r.y:
-        out.append(Rect(r.x, r.y, r.w, c.y - r.y))
-    if c.bottom < r.bottom:
-        out.append(Rect(r.x, c.bottom, r.w, r.bottom - c.bottom))
-    if c.x > r.x:
-        out.append(Rect(r.x, c.y, c.x - r.x, c.h))
-    if c.right < r.right:
-        out.append(Rect(c.right, c.y, r.right - c.right, c.h))
-    return out
+    # Within r, what is left around the cut is what a letterboxed picture leaves bare.
+    return [r] if c is None else bars(r, c)
 
 
 def uncovered(extent: Rect, covers: list[Rect], limit: int = 256) -> list[Rect] | None:
