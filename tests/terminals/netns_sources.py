@@ -9,7 +9,6 @@ plugin, which records what a loudspeaker would have played.
 from __future__ import annotations
 
 import asyncio
-import fractions
 import os
 import subprocess
 import tempfile
@@ -17,14 +16,11 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-import av
 import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from wallctl.accounts import Accounts, Role
 from wallctl.api.server import ApiServer
@@ -42,7 +38,7 @@ from wallctl.terminals.identities import Terminals
 from wallctl.terminals.sources import REFRESH_S
 
 from .conftest import NETNS_ENV, ClipTrack
-from .netns_webrtc import _ice, wait_for, whep_view
+from .netns_webrtc import OpusTrack, _ice, wait_for, whep_view
 from .test_audio import opus_tone, peaks
 
 pytestmark = pytest.mark.skipif(
@@ -62,31 +58,10 @@ RATE = 48000
 PASSWORD = "correct horse battery"
 
 
-class ToneTrack(MediaStreamTrack):
-    """A terminal's microphone: Opus packets of a tone, paced at 20 ms, never looping
-    within a test (a loop is a discontinuity the decoder answers with a click)."""
-
-    kind = "audio"
-
-    def __init__(self, hz: float, seconds: float = 40.0) -> None:
-        super().__init__()
-        self.packets = opus_tone(hz, seconds)
-        self.i = 0
-        self.start: float | None = None
-
-    async def recv(self) -> av.Packet[Any]:
-        if self.readyState != "live":
-            raise MediaStreamError
-        now = time.monotonic()
-        self.start = now if self.start is None else self.start
-        wait = self.start + self.i * 0.02 - now
-        if wait > 0:
-            await asyncio.sleep(wait)
-        packet: av.Packet[Any] = av.Packet(self.packets[self.i % len(self.packets)])
-        packet.pts = self.i * 960
-        packet.time_base = fractions.Fraction(1, RATE)
-        self.i += 1
-        return packet
+def tone_track(hz: float, seconds: float = 40.0) -> OpusTrack:
+    """A terminal's microphone: a tone long enough never to loop within a test (a loop
+    is a discontinuity the decoder answers with a click)."""
+    return OpusTrack(opus_tone(hz, seconds))
 
 
 @dataclass
@@ -183,9 +158,9 @@ async def run_centre(tmp_path: Path, host: str) -> AsyncIterator[Centre]:
 
 async def publish(
     base: str, terminal: str, token: str, clip: Path, hz: float
-) -> tuple[RTCPeerConnection, ClipTrack, ToneTrack]:
+) -> tuple[RTCPeerConnection, ClipTrack, OpusTrack]:
     pc = RTCPeerConnection(_ice())
-    camera, mic = ClipTrack(clip), ToneTrack(hz)
+    camera, mic = ClipTrack(clip), tone_track(hz)
     pc.addTransceiver(camera, direction="sendonly")
     pc.addTransceiver(mic, direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
