@@ -21,6 +21,7 @@ import aiohttp
 import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from helpers.services import service_of
 
 from wallctl.accounts import Accounts, Role
 from wallctl.api.server import ApiServer
@@ -76,19 +77,11 @@ class Centre:
 
     @property
     def render(self) -> RenderComponent:
-        rt = self.daemon.runtime
-        assert rt is not None
-        comp = rt.services["render"]
-        assert isinstance(comp, RenderComponent)
-        return comp
+        return service_of(self.daemon, "render", RenderComponent)
 
     @property
     def comp(self) -> TerminalsComponent:
-        rt = self.daemon.runtime
-        assert rt is not None
-        comp = rt.services["terminals"]
-        assert isinstance(comp, TerminalsComponent)
-        return comp
+        return service_of(self.daemon, "terminals", TerminalsComponent)
 
     def slate_share(self) -> float:
         """How much of the composited wall (the real canvas) is slate-coloured."""

@@ -28,6 +28,7 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from helpers.services import service_of
 
 from wallctl.accounts import Accounts, Role
 from wallctl.api.server import ApiServer
@@ -71,11 +72,7 @@ class Centre:
 
     @property
     def comp(self) -> TerminalsComponent:
-        rt = self.daemon.runtime
-        assert rt is not None
-        comp = rt.services["terminals"]
-        assert isinstance(comp, TerminalsComponent)
-        return comp
+        return service_of(self.daemon, "terminals", TerminalsComponent)
 
     def events_of(self, type_: str) -> list[dict[str, Any]]:
         return [e.data for e in self.events if e.type == type_]

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers.services import service_of
 
 from wallctl.accounts import Accounts, Role
 from wallctl.api.server import ApiServer
@@ -74,11 +75,7 @@ class Running:
 
     @property
     def render(self) -> RenderComponent:
-        rt = self.daemon.runtime
-        assert rt is not None
-        comp = rt.services["render"]
-        assert isinstance(comp, RenderComponent)
-        return comp
+        return service_of(self.daemon, "render", RenderComponent)
 
     async def ids(self) -> list[str]:
         return [s["id"] for s in (await self.client.call("source.list"))["sources"]]

@@ -77,9 +77,14 @@ def _audio_comp(ctx: ApiContext) -> Any:
     return comp
 
 
-async def _known(comp: Any, terminal: str) -> None:
+async def _hear(ctx: ApiContext, terminal: str, *, listen: bool) -> AudioInfo:
+    """Listen to or mute a known terminal; who is heard now."""
+    comp = _audio_comp(ctx)
     if await asyncio.to_thread(comp.identities.get, terminal) is None:
         raise NotFound(f"no terminal {terminal!r}", field="terminal")
+    (comp.hearing.listen if listen else comp.hearing.mute)(terminal)
+    comp.apply_hearing()
+    return AudioInfo(**comp.audio_info())
 
 
 @method(
@@ -90,11 +95,7 @@ async def _known(comp: Any, terminal: str) -> None:
     AudioInfo,
 )
 async def _listen(ctx: ApiContext, actor: Actor, p: TerminalParams, rev: int | None) -> Result:
-    comp = _audio_comp(ctx)
-    await _known(comp, p.terminal)
-    comp.hearing.listen(p.terminal)
-    comp.apply_hearing()
-    return AudioInfo(**comp.audio_info())
+    return await _hear(ctx, p.terminal, listen=True)
 
 
 @method(
@@ -105,11 +106,7 @@ async def _listen(ctx: ApiContext, actor: Actor, p: TerminalParams, rev: int | N
     AudioInfo,
 )
 async def _mute(ctx: ApiContext, actor: Actor, p: TerminalParams, rev: int | None) -> Result:
-    comp = _audio_comp(ctx)
-    await _known(comp, p.terminal)
-    comp.hearing.mute(p.terminal)
-    comp.apply_hearing()
-    return AudioInfo(**comp.audio_info())
+    return await _hear(ctx, p.terminal, listen=False)
 
 
 @method(
