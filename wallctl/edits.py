@@ -44,9 +44,15 @@ class EditContext:
         object.__setattr__(self, "height", self.wall.height)
 
 
+_NUMBER = (int, float)
+
+
 def _check_int(name: str, value: object) -> int:
+    # Almost always a plain int: the one type test that settles it comes first.
+    if type(value) is int:
+        return value
     # bool is an int to Python but never a coordinate to a client.
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, _NUMBER):
         raise InvalidField(f"{name} must be a number of canvas pixels", field=name)
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -57,21 +63,26 @@ def _check_int(name: str, value: object) -> int:
 
 
 def check_rect(ctx: EditContext, x: object, y: object, w: object, h: object) -> Rect:
-    rect = Rect(_check_int("x", x), _check_int("y", y), _check_int("w", w), _check_int("h", h))
+    xi, yi, wi, hi = _check_int("x", x), _check_int("y", y), _check_int("w", w), _check_int("h", h)
+    _check_placement(ctx, xi, yi, wi, hi)
+    return Rect(xi, yi, wi, hi)
+
+
+def _check_placement(ctx: EditContext, x: int, y: int, w: int, h: int) -> None:
+    """That a rectangle of whole pixels lies on the canvas and is big enough."""
     cw, ch = ctx.width, ctx.height
-    if rect.x < 0 or rect.x >= cw:
+    if x < 0 or x >= cw:
         raise InvalidField(f"x must be within 0..{cw - 1} (the canvas is {cw} px wide)", field="x")
-    if rect.y < 0 or rect.y >= ch:
+    if y < 0 or y >= ch:
         raise InvalidField(f"y must be within 0..{ch - 1} (the canvas is {ch} px high)", field="y")
-    if rect.w < MIN_WINDOW_PX:
+    if w < MIN_WINDOW_PX:
         raise InvalidField(f"w must be at least {MIN_WINDOW_PX} px", field="w")
-    if rect.h < MIN_WINDOW_PX:
+    if h < MIN_WINDOW_PX:
         raise InvalidField(f"h must be at least {MIN_WINDOW_PX} px", field="h")
-    if rect.right > cw:
-        raise InvalidField(f"x + w = {rect.right} leaves the canvas ({cw} px wide)", field="w")
-    if rect.bottom > ch:
-        raise InvalidField(f"y + h = {rect.bottom} leaves the canvas ({ch} px high)", field="h")
-    return rect
+    if x + w > cw:
+        raise InvalidField(f"x + w = {x + w} leaves the canvas ({cw} px wide)", field="w")
+    if y + h > ch:
+        raise InvalidField(f"y + h = {y + h} leaves the canvas ({ch} px high)", field="h")
 
 
 def check_source(ctx: EditContext, source: str | None, field: str = "source") -> str | None:
@@ -97,12 +108,17 @@ def check_label(label: str | None, field: str = "label") -> str | None:
 
 
 def get_window(state: WallState, window_id: object, field: str = "window") -> Window:
+    return state.windows[window_index(state, window_id, field)]
+
+
+def window_index(state: WallState, window_id: object, field: str = "window") -> int:
+    """Where the window is in ``state.windows``; the same errors as ``get_window``."""
     if not isinstance(window_id, str):
         raise InvalidField(f"{field} must be a window id", field=field)
-    w = state.window(window_id)
-    if w is None:
+    i = state.index_of(window_id)
+    if i is None:
         raise NotFound(f"no window {window_id!r} on wall {state.wall!r}", field=field)
-    return w
+    return i
 
 
 def _replace(state: WallState, window: Window, *, keep_layout: bool = False) -> WallState:
@@ -238,14 +254,24 @@ def open_window(
 def move(
     state: WallState, ctx: EditContext, window: str, x: object, y: object, snap: bool = False
 ) -> WallState:
-    win = get_window(state, window)
-    rect = check_rect(ctx, x, y, win.w, win.h)
+    return move_window(state, ctx, window, x, y, snap)[0]
+
+
+def move_window(
+    state: WallState, ctx: EditContext, window: str, x: object, y: object, snap: bool = False
+) -> tuple[WallState, Window]:
+    """``move``, and the window as it now is: the API answers with it, and the busiest
+    request of the API should not look the window up twice."""
+    i = window_index(state, window)
+    win = state.windows[i]
     if snap:
-        rect = ctx.wall.snap(rect)
-    return _replace(
-        state,
-        evolve(win, x=rect.x, y=rect.y, w=rect.w, h=rect.h, restore=None),
-    )
+        rect = ctx.wall.snap(check_rect(ctx, x, y, win.w, win.h))
+        moved = evolve(win, x=rect.x, y=rect.y, w=rect.w, h=rect.h, restore=None)
+    else:
+        xi, yi = _check_int("x", x), _check_int("y", y)
+        _check_placement(ctx, xi, yi, win.w, win.h)
+        moved = evolve(win, x=xi, y=yi, restore=None)
+    return replace_window(state, i, moved, layout=None), moved
 
 
 def resize(

@@ -9,6 +9,7 @@ integer, unknown fields are refused) and every failure names the field at fault.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -278,8 +279,9 @@ class Method(Generic[P]):
     handler: Handler
     edit: EditFn | None = None
 
-    @property
+    @functools.cached_property
     def role(self) -> str:
+        # Cached: asked on every request, and a method's scope never changes.
         for role in ("viewer", "operator", "admin"):
             if self.scope in ROLE_SCOPES[role]:
                 return role
@@ -395,8 +397,7 @@ def _open(ctx: ApiContext, p: OpenParams, s: WallState, c: EditContext) -> tuple
 def _move(
     ctx: ApiContext, p: MoveParams, s: WallState, c: EditContext
 ) -> tuple[WallState, Window | None]:
-    new = edits.move(s, c, p.window, p.x, p.y, p.snap)
-    return new, _same(new, p.window)
+    return edits.move_window(s, c, p.window, p.x, p.y, p.snap)
 
 
 def _resize(

@@ -527,6 +527,7 @@ class Session:
         self.requests = 0
         cfg = server.config
         self.bucket = TokenBucket(cfg.rate_limit, cfg.rate_burst)
+        self._bucket_config = cfg
         self.log = log.bind(session=self.id, peer=self.peer)
 
     def info(self) -> SessionInfo:
@@ -792,14 +793,20 @@ class Session:
                 raw = await recv()
             except ConnectionClosedOK:
                 return
+            plain = _plain_request(raw, max_bytes)
+            if plain is not None:
+                data = _utf8(await self._request(*plain))
+                if not self._reply_now(data):
+                    await self.ws.send(data, text=True)
+                continue
             try:
-                msg = _plain_request(raw, max_bytes) or decode(raw, max_bytes)
+                msg = decode(raw, max_bytes)
             except DecodeError as e:
                 self.server.counters.count("unknown", e.error.code)
                 await self.ws.send(encode(error_response(e.request_id, e.error)))
                 continue
             if isinstance(msg, Request):
-                data = _utf8(await self._request(msg))
+                data = _utf8(await self._request(msg.id, msg.method, msg.params, msg.if_revision))
                 if not self._reply_now(data):
                     await self.ws.send(data, text=True)
             elif isinstance(msg, Batch):
@@ -823,41 +830,52 @@ class Session:
 
     def _limited(self, n: int) -> RateLimited | None:
         cfg = self.server.config
-        self.bucket.rate, self.bucket.burst = cfg.rate_limit, float(cfg.rate_burst)
-        if self.bucket.take(n):
+        bucket = self.bucket
+        if self._bucket_config is not cfg:
+            # The configuration was reloaded: its limits apply from now on.
+            bucket.rate, bucket.burst = cfg.rate_limit, float(cfg.rate_burst)
+            self._bucket_config = cfg
+        if bucket.take(n):
             return None
         self.server.counters.rate_limited += 1
         return RateLimited(
             f"over {cfg.rate_limit:g} requests/s (burst {cfg.rate_burst}); slow down"
         )
 
-    async def _request(self, msg: Request) -> dict[str, Any]:
+    async def _request(
+        self,
+        rid: int | str,
+        method: str,
+        params: dict[str, Any],
+        if_revision: int | None,
+    ) -> dict[str, Any]:
+        """One request, given as its fields (the usual request is never made a model)."""
         self.requests += 1
         assert self.identity is not None
         limited = self._limited(1)
         if limited is not None:
-            self.server.counters.count(msg.method, limited.code)
-            return error_response(msg.id, limited)
+            self.server.counters.count(method, limited.code)
+            return error_response(rid, limited)
         try:
             result = await methods.call(
                 self.server.ctx,
                 self.actor,
                 self.identity.role,
-                msg.method,
-                msg.params,
-                msg.if_revision,
+                method,
+                params,
+                if_revision,
             )
         except WallctlError as e:
-            self.server.counters.count(msg.method, e.code)
+            self.server.counters.count(method, e.code)
             if e.code == "not_permitted":
-                await self._audit_denied(msg.method)
-            return error_response(msg.id, e)
+                await self._audit_denied(method)
+            return error_response(rid, e)
         except Exception:
-            self.log.exception("api request failed", method=msg.method)
-            self.server.counters.count(msg.method, "internal")
-            return error_response(msg.id, InternalError("internal error; see the daemon's log"))
-        self.server.counters.count(msg.method, "ok")
-        return {"op": "response", "id": msg.id, "ok": True, "result": result}
+            self.log.exception("api request failed", method=method)
+            self.server.counters.count(method, "internal")
+            return error_response(rid, InternalError("internal error; see the daemon's log"))
+        self.server.counters.count(method, "ok")
+        return {"op": "response", "id": rid, "ok": True, "result": result}
 
     async def _audit_denied(self, method: str) -> None:
         with contextlib.suppress(Exception):
@@ -1029,15 +1047,18 @@ def _write_text(ws: ServerConnection, payload: bytes) -> None:
     ws.transport.write(text_frame(payload))
 
 
+_PlainRequest = tuple[int | str, str, dict[str, Any], int | None]
 _REQUEST_KEYS = frozenset(("op", "id", "method", "params", "if_revision"))
 _MAX_ID = 2**53
 
 
-def _plain_request(raw: str | bytes, max_bytes: int) -> Request | None:
-    """The usual request, checked without pydantic; None for anything else.
+def _plain_request(raw: str | bytes, max_bytes: int) -> _PlainRequest | None:
+    """The usual request's fields (id, method, params, if_revision), checked without
+    pydantic; None for anything else.
 
     Accepts only what ``Request`` accepts (same types, bounds and fields), so every
-    message it passes over gets ``decode``'s answer, errors included, unchanged.
+    message it passes over gets ``decode``'s answer, errors included, unchanged. No
+    Request model is built: the session needs only the four fields.
     """
     if (
         not isinstance(raw, str)
@@ -1072,27 +1093,7 @@ def _plain_request(raw: str | bytes, max_bytes: int) -> Request | None:
         return None
     if if_revision is not None and not (type(if_revision) is int and 0 <= if_revision <= _MAX_ID):
         return None
-    # What model_validate would build, without pydantic's model_construct (slower than
-    # validating): the values are checked above and a Request holds nothing else.
-    req = Request.__new__(Request)
-    _set(
-        req,
-        "__dict__",
-        {
-            "op": "request",
-            "id": rid,
-            "method": method,
-            "params": params,
-            "if_revision": if_revision,
-        },
-    )
-    _set(req, "__pydantic_fields_set__", set(value))
-    _set(req, "__pydantic_extra__", None)
-    _set(req, "__pydantic_private__", None)
-    return req
-
-
-_set = object.__setattr__
+    return rid, method, params, if_revision
 
 
 _NO_PARAMS: Any = object()
