@@ -36,6 +36,7 @@ from websockets.protocol import State
 from wallctl import __version__
 from wallctl.api import methods
 from wallctl.api.config import ApiConfig
+from wallctl.api.connection import ApiConnection
 from wallctl.api.events import EventHub, Subscriber, frame
 from wallctl.api.methods import ApiContext, SessionInfo
 from wallctl.api.protocol import (
@@ -295,6 +296,7 @@ class ApiServer(Component):
             close_timeout=5,
             # Deflate costs CPU per message and opens compression side channels.
             compression=None,
+            create_connection=ApiConnection,
             server_header=f"wallctl/{__version__}",
         )
         sock = next(iter(self._server.sockets))
@@ -784,7 +786,12 @@ class Session:
 
     async def _serve(self) -> None:
         max_bytes = self.server.config.max_message_bytes
-        recv = self.ws.recv
+        ws = self.ws
+        if isinstance(ws, ApiConnection):
+            ws.take_texts()
+            recv = ws.next_message
+        else:
+            recv = ws.recv
         while True:
             # recv() itself, not ``async for``: the async generator around it costs a
             # frame and a wrapper per message. A normal close ends the session here as
