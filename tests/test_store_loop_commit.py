@@ -1,5 +1,7 @@
 """Durability "normal": the event loop commits its own writes, one transaction per loop
-iteration, and hands them to the writer thread only while the database is busy.
+iteration, and hands them to the writer thread only while the database is busy (or
+while journaled revisions wait to be taken in: they go behind them). New wall revisions
+go to the revision journal instead (tests/test_store_journal.py).
 
 Durability "full" keeps every COMMIT (and its fsync) in the writer thread.
 """
@@ -119,14 +121,16 @@ async def test_a_busy_database_is_waited_for_by_the_writer_thread_not_the_loop(
     normal: Store,
 ) -> None:
     """Another process holds the write lock (a CLI command, a backup): the loop gives up
-    after LOOP_BUSY_TIMEOUT_MS, the writer thread waits, and answers keep their order."""
+    after LOOP_BUSY_TIMEOUT_MS, the writer thread waits, and answers keep their order.
+    New revisions do not wait at all: the journal has them, the writer takes them in
+    once the lock is free."""
     other = sqlite3.connect(normal.path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     done: list[int] = []
 
-    async def commit(rev: int) -> None:
-        await normal.commit_revision(state(rev, x=rev), SYSTEM, "a", {}, state(rev - 1))
-        done.append(rev)
+    async def write(tag: int) -> None:
+        assert (await normal.write(audit_insert(tag)))[0] == tag
+        done.append(tag)
 
     stalls: list[float] = []
 
@@ -139,26 +143,30 @@ async def test_a_busy_database_is_waited_for_by_the_writer_thread_not_the_loop(
             last = now
 
     tick = asyncio.create_task(ticker())
-    first = [asyncio.create_task(commit(r)) for r in (1, 2, 3)]
+    first = [asyncio.create_task(write(t)) for t in (1, 2, 3)]
     await asyncio.sleep(0.5)
     # Made while the first three wait in the writer thread: they queue behind them.
-    later = [asyncio.create_task(commit(r)) for r in (4, 5)]
+    later = [asyncio.create_task(write(t)) for t in (4, 5)]
+    # Revisions are acknowledged meanwhile: appended to the journal, not committed.
+    for rev in (1, 2):
+        await normal.commit_revision(state(rev, x=rev), SYSTEM, "a", {}, state(rev - 1))
     await asyncio.sleep(0.5)
     assert done == [] and normal.commits == 0
+    assert normal.journal_path.stat().st_size > 0
     other.execute("COMMIT")
     other.close()
     await asyncio.wait_for(asyncio.gather(*first, *later), 15)
     tick.cancel()
     assert done == [1, 2, 3, 4, 5]
-    assert stored_revisions(normal) == [1, 2, 3, 4, 5]
+    assert stored_revisions(normal) == [1, 2]
     # The loop waited for the lock once, briefly; never for the whole second (the bound
     # is generous: the machine is shared).
     assert max(stalls) < 0.6, max(stalls)
     assert max(stalls) >= LOOP_BUSY_TIMEOUT_MS / 1000 * 0.5
-    # Once the thread has answered, the loop commits again itself.
+    # Once the thread has answered (and taken the journal in), the loop commits again.
     for _ in range(5):
         await asyncio.sleep(0)
-    assert await normal.write(audit_insert(1)) == (1, threading.main_thread().name)
+    assert await normal.write(audit_insert(6)) == (6, threading.main_thread().name)
 
 
 async def test_a_write_from_another_thread_shares_no_transaction(normal: Store) -> None:
@@ -237,8 +245,9 @@ def _round(state_dir: Path, delay: float) -> int | None:
 
 
 def test_acknowledged_changes_survive_kill_9_with_normal_durability(tmp_path: Path) -> None:
-    """synchronous=NORMAL loses nothing acknowledged when the process dies (only a power
-    loss may cost the last commits): the loop's own commits keep that promise."""
+    """Durability "normal" loses nothing acknowledged when the process dies (only a power
+    loss may cost the last moments): what is acknowledged from the revision journal is in
+    the database once the next open has replayed it (check_db opens a Store first)."""
     sys.path.insert(0, str(HERE))
     from test_durability import check_db
 

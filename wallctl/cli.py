@@ -240,7 +240,9 @@ def _open_store(args: argparse.Namespace, *, write: bool) -> tuple[Any, Any, int
                 file=sys.stderr,
             )
             raise SystemExit(EXIT_BUSY) from None
-    return loaded, Store(db, loaded.config.daemon.durability), lock
+    # A reader runs beside a live daemon without the lock: it must leave the daemon's
+    # revision journal alone (no replay, no truncation); a writer holds the lock.
+    return loaded, Store(db, loaded.config.daemon.durability, journal=write), lock
 
 
 def _wall_id(args: argparse.Namespace, loaded: Any) -> str:

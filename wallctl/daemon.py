@@ -376,6 +376,9 @@ class Daemon:
 def build_components(rt: Runtime) -> list[Component]:
     """Every component, in start order. Later capabilities add theirs here."""
     comps: list[Component] = [WallsComponent(rt), ClockComponent()]
+    from wallctl.store import StoreComponent  # degraded while the journal cannot be taken in
+
+    comps.append(StoreComponent(rt.store))
     # --- components of later capabilities (API, render, devices) go here ---
     from wallctl.render.component import render_component  # sources, compositors, outputs
 
