@@ -8,8 +8,9 @@ Mosaics, each on the same H.264 files made here by the ffmpeg CLI:
 
 For each, CPU seconds per output frame of:
 
-1. wallctl: SourceHub (PyAV decoders, files paced at 25 fps, one thread each) feeding
-   the Compositor thread at 25 fps, in a process of its own (getrusage of the process).
+1. wallctl: SourceHub (PyAV decoders; the files on the shared decode pool, each decoded
+   a few pictures ahead and shown at its own 25 fps) feeding the Compositor thread at
+   25 fps, in a process of its own (getrusage of the process).
 2. the ffmpeg command line: ``-filter_complex xstack`` to ``-f null`` with its default
    decoder threading (Debian's FFmpeg 5.1), and again with ``-threads 1`` per input.
 3. the same xstack graph run through PyAV's own libavfilter (the FFmpeg 8 that wallctl

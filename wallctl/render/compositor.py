@@ -102,6 +102,8 @@ class _VideoPlan:
     interp_y: int | None
     interp_c: int | None
     bars: list[Rect]
+    # The luma plane's shape it is for, (height, width): checked every frame.
+    shape: tuple[int, ...] = ()
 
 
 @dataclass
@@ -123,6 +125,11 @@ class _Win:
     # What was drawn around the picture last time (label, highlight, bars): unchanged,
     # the bars need no new paint.
     frame_key: object = None
+    # The window's rectangle, made once (Window.rect builds a new one on every call).
+    rect: Rect = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rect = self.window.rect
 
 
 class _Entry(NamedTuple):
@@ -413,7 +420,7 @@ class Compositor:
                 self._paint(w, e)
                 w.key = e.key
                 if w.buf is not None:
-                    self.canvas.blit_from(w.buf, w.window.rect)
+                    self.canvas.blit_from(w.buf, w.rect)
             self.stats.full_repaints += 1
             repainted.append(self.canvas.extent)
         else:
@@ -426,14 +433,14 @@ class Compositor:
                 w = self._wins[i]
                 w.key = entries[i].key
                 self._paint(w, entries[i], full=False)
-                r = w.window.rect
+                r = w.rect
                 repainted.append(r)
                 if w.buf is None:
                     continue
                 self.canvas.blit_from(w.buf, r)
                 for j in range(i + 1, len(self._wins)):
                     above = self._wins[j]
-                    if not above.window.rect.intersects(r):
+                    if not above.rect.intersects(r):
                         continue
                     if above.buf is None:
                         self._paint(above, entries[j])
@@ -479,7 +486,7 @@ class Compositor:
         # Buffers of the same rectangles are reused (everything is repainted anyway):
         # allocating a full-wall buffer under a picture-in-picture costs milliseconds.
         spare = dict(self._spare_bufs)
-        spare.update({w.window.rect: w.buf for w in self._wins if w.buf is not None})
+        spare.update({w.rect: w.buf for w in self._wins if w.buf is not None})
         wins = []
         for i, w in enumerate(stacked):
             r = w.rect
@@ -570,7 +577,7 @@ class Compositor:
         highlighted = w.id in self._highlights
         if kind == "video":
             assert isinstance(what, Frame)
-            shown: object = (what.seq, what.arrived, what.width, what.height)
+            shown: object = (what.seq, what.arrived, what.y.shape)
         else:
             shown = what
         return _Entry((kind, shown, label, highlighted), kind, what, label, highlighted)
@@ -579,7 +586,7 @@ class Compositor:
 
     def _paint(self, win: _Win, e: _Entry, full: bool = True) -> None:
         t: Target = self.canvas if win.buf is None else win.buf
-        r = win.window.rect
+        r = win.rect
         kind, what, label, highlighted = e.kind, e.what, e.label, e.highlighted
         if kind == "video":
             assert isinstance(what, Frame)
@@ -611,8 +618,9 @@ class Compositor:
         """The picture into its window. The target always holds the whole window (a
         direct window lies inside the canvas; a buffer is the window's size)."""
         p = win.video
-        if p is None or p.size != (f.width, f.height):
+        if p is None or p.shape != f.y.shape:
             p = win.video = self._video_plan(t, win.window, f.width, f.height)
+            p.shape = f.y.shape
             fresh = True
         if fresh:
             for b in p.bars:
@@ -659,7 +667,7 @@ class Compositor:
     def _put_label(self, t: Target, win: _Win, text: str) -> None:
         lp = win.label
         if lp is None or lp.text != text:
-            r = win.window.rect
+            r = win.rect
             size = label_size_for(r.h)
             patch = self.text.label(text, size)
             m = even_up(max(4, size // 3))

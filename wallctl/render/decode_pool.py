@@ -1,16 +1,16 @@
 """A few threads that take turns running the decode sessions of local files.
 
-A file source is decoded a picture at a time, paced at its own frame rate; between
-pictures it has nothing to do. One thread per file spends most of its life waking up
-(about 25 times a second each) and, on a wall of 16 to 36 sources on two cores, queueing
-for the GIL and the cores behind the other decoders: measured here, one thread per
-source cost 5-7 % more CPU per picture than two threads serving all of them, and eight
-threads 10-20 % more than one or two. A ``DecodePool`` keeps a queue of sessions ordered
-by when each one next has work (its steps yield that time, see ``DecodeSession.steps``);
-each of its threads runs the earliest due session's next step. It starts with one
-thread per core but one (that core is the compositor's, the outputs' and the event
-loop's; 16 540p or 36 360p files need under half a core) and grows, up to two threads
-per core, only while it is behind.
+A file source is decoded a few pictures at a time, a little ahead of their time
+(``decoder.AHEAD_S``: its slot shows each at its own time); between turns it has nothing
+to do. One thread per file spends most of its life waking up and, on a wall of 16 to 36
+sources on two cores, queueing for the GIL and the cores behind the other decoders:
+measured here, one thread per source cost 5-7 % more CPU per picture than two threads
+serving all of them, and eight threads 10-20 % more than one or two. A ``DecodePool``
+keeps a queue of sessions ordered by when each one next has work (its steps yield that
+time, see ``DecodeSession.steps``); each of its threads runs the earliest due session's
+next step. It starts with one thread per core but one (that core is the compositor's,
+the outputs' and the event loop's; 16 540p or 36 360p files need under half a core) and
+grows, up to two threads per core, only while it is behind.
 
 Only sessions whose reads return at once come here (``decoder.shares_threads``): a
 network stream that stalls would stall every source sharing its thread, so those keep

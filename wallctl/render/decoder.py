@@ -42,6 +42,26 @@ log = get_logger("wallctl.render.decoder")
 PACED_FORMATS = frozenset({"hls", "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "flv", "mpegts"})
 # What a step yields to be parked until stopped (a file that ended and does not loop).
 FOREVER = float("inf")
+# A local file on the decode pool is decoded up to AHEAD_S before its pictures are due,
+# and sleeps until its next picture is due within AHEAD_WAKE_S: five pictures a turn
+# instead of one. Decoding a source's pictures back to back finds its reference picture
+# and decoder state still in the core's cache: measured here, 0.89 ms instead of 1.03 ms
+# a 540p picture (about 13 % less decode CPU), and a fifth of the wake-ups. The pictures
+# wait in the source's slot and become current at their time (SourceSlot.view), so
+# nothing is shown early; the AHEAD_WAKE_S still queued when a file's turn comes cover
+# the pool serving every other file's turn first (36 files: about 100 ms). Never for
+# live streams: that would be latency.
+AHEAD_S = 0.32
+AHEAD_WAKE_S = 0.12
+# Pictures larger than this (after any downscale) are decoded just in time: a queue of
+# them would cost more memory than it is worth, and such a picture does not fit the
+# cache that makes back-to-back decoding cheaper anyway.
+AHEAD_MAX_PIXELS = 1280 * 720
+# A picture's stream time maps to at most this far past the decoding lead (reordered
+# pictures come out a few frames after their packets; bad timestamps are cut here).
+MAX_REORDER_S = 0.5
+# The frame period assumed for a stream that states no rate (the seam of a loop).
+DEFAULT_PERIOD_S = 0.04
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "srt", "http", "https", "udp", "rtp", "tcp")
 
 
@@ -271,8 +291,16 @@ class SessionOwner(Protocol):
     def output_size(self, width: int, height: int) -> tuple[int, int]: ...
 
     def offer(
-        self, session: DecodeSession, y: Plane, u: Plane, v: Plane, pts: float | None
-    ) -> None: ...
+        self,
+        session: DecodeSession,
+        y: Plane,
+        u: Plane,
+        v: Plane,
+        pts: float | None,
+        due: float | None = None,
+    ) -> None:
+        """A new picture; ``due`` (monotonic) when it is to be shown, None for at once."""
+        ...
 
     def on_stream(self, session: DecodeSession, codec: str, width: int, height: int) -> None: ...
 
@@ -312,6 +340,7 @@ class DecodeSession:
         self.opened = False
         self.codec_name = ""
         self._last_size = (0, 0)
+        self._shown_pixels = 0  # of the last picture handed over (after any downscale)
         self._last_io = 0.0
         self._bridge: FfmpegBridge | None = None
         self._logged_error: str | None = None
@@ -511,7 +540,18 @@ class DecodeSession:
             # A live RTMP/FLV stream reports a duration of 0.
             or (container.format.name in PACED_FORMATS and bool(container.duration))
         )
+        # Local files on the pool are decoded a few pictures ahead, each handed over with
+        # its presentation time (see AHEAD_S); anything else is shown as it is decoded.
+        ahead = AHEAD_S if paced and self.pool is not None else 0.0
+        wake_early = AHEAD_WAKE_S if ahead else 0.0
+        rate = stream.average_rate or stream.guessed_rate
+        period = 1.0 / float(rate) if rate else DEFAULT_PERIOD_S
         clock: tuple[float, float] | None = None
+        # Where the clock goes on after a loop: one picture after the last one's time, so
+        # the seam is as long as any other picture (and pictures decoded ahead before the
+        # seam are not overtaken by the first ones after it).
+        resume: float | None = None
+        last_due = 0.0
         while not stopped():
             ended = True
             for packet in container.demux(stream):
@@ -528,9 +568,10 @@ class DecodeSession:
                     if when is None:
                         when = packet.pts
                     if when is not None:
-                        clock, until = self._pace(clock, when * time_base)
-                        if until:
-                            yield until
+                        clock, last_due = self._pace(clock, when * time_base, resume)
+                        resume = None
+                        if last_due - time.monotonic() > ahead:
+                            yield last_due - wake_early
                             if stopped():
                                 return
                 now = time.monotonic()
@@ -554,46 +595,57 @@ class DecodeSession:
                     continue
                 for frame in frames:
                     pts = frame.pts
-                    self._deliver(frame, pts * time_base if pts is not None and time_base else None)
+                    at = pts * time_base if pts is not None and time_base else None
+                    self._deliver(frame, at, _due(clock, at, now) if ahead else None)
+                    if ahead and self._shown_pixels > AHEAD_MAX_PIXELS:
+                        ahead = wake_early = 0.0  # large pictures: just in time
             if self.spec.is_file and self.spec.loop and not ended:
                 # The pictures the decoder still holds (reordering) first, then back to
-                # the start; the pacing clock restarts with the first packet.
+                # the start; the pacing clock goes on from the last picture's time.
                 try:
                     for frame in cc.decode(None):
                         pts = frame.pts * time_base if frame.pts is not None and time_base else None
+                        due = None
                         if pts is not None and paced:
-                            clock, until = self._pace(clock, pts)
-                            if until:
-                                yield until
+                            clock, due = self._pace(clock, pts)
+                            last_due = max(last_due, due)
+                            if due - time.monotonic() > ahead:
+                                yield due - wake_early
                                 if stopped():
                                     return
-                        self._deliver(frame, pts)
+                        self._deliver(frame, pts, due if ahead else None)
                 except av.error.FFmpegError:
                     stats.on_dropped()
                 container.seek(0)
                 cc.flush_buffers()
                 clock = None
+                resume = last_due + period if paced else None
                 continue
             raise StreamEnded()
 
     @staticmethod
-    def _pace(clock: tuple[float, float] | None, pts: float) -> tuple[tuple[float, float], float]:
-        """(the clock, the time to wait until or 0.0) for a packet at stream time pts."""
+    def _pace(
+        clock: tuple[float, float] | None, pts: float, resume: float | None = None
+    ) -> tuple[tuple[float, float], float]:
+        """(the clock, the wall-clock time due) for a packet at stream time pts. A new
+        clock starts now, or at ``resume`` (a loop's seam) when that is near."""
         now = time.monotonic()
         if clock is None:
-            return (now, pts), 0.0
+            start = now if resume is None or not (-2.0 < resume - now < 1.0) else resume
+            return (start, pts), start
         wall0, pts0 = clock
         due = wall0 + (pts - pts0)
         if due - now > 1.0 or now - due > 2.0:
             # A jump in the file's timestamps, or far behind (the machine stalled us):
             # restart the clock. A little behind, the next packets go without waiting
             # until the file is on time again.
-            return (now, pts), 0.0
-        return clock, (due if due > now else 0.0)
+            return (now, pts), now
+        return clock, due
 
-    def _deliver(self, frame: Any, pts: float | None) -> None:
+    def _deliver(self, frame: Any, pts: float | None, due: float | None) -> None:
         w, h = frame.width, frame.height
         tw, th = self.owner.output_size(w, h)
+        self._shown_pixels = tw * th
         if (tw, th) != (w, h):
             # Area averaging: a bilinear downscale by 2x or more aliases fine detail.
             frame = frame.reformat(width=tw, height=th, format="yuv420p", interpolation="AREA")
@@ -612,7 +664,14 @@ class DecodeSession:
             self.backoff.reset()
         now = time.monotonic()
         self.owner.stats.on_frame(now)
-        self.owner.offer(self, _plane(y), _plane(u), _plane(v), pts)
+        self.owner.offer(self, _plane(y), _plane(u), _plane(v), pts, due)
+
+
+def _due(clock: tuple[float, float] | None, at: float | None, now: float) -> float | None:
+    """When the picture at stream time ``at`` is to be shown (monotonic) by ``clock``."""
+    if clock is None or at is None:
+        return None
+    return min(clock[0] + (at - clock[1]), now + AHEAD_S + MAX_REORDER_S)
 
 
 def _plane(p: Any) -> Plane:

@@ -6,11 +6,12 @@ per source whatever the number of windows, on the rendition that suits the large
 keyframes only when every holder draws a thumbnail. A source nobody demands keeps
 decoding for ``warm_s`` so switching back is instant, then stops.
 
-``view`` is what a window draws now: the latest picture, or the phase and reason for a
-slate. Phases are derived from time (no picture for ``no_signal_s`` -> NO_SIGNAL), so
-a stalled decoder cannot leave a frozen picture on the wall looking live. A
-housekeeping thread ends warm decoders, reaps stopped threads and publishes
-``source.state`` events on the bus when a phase changes.
+``view`` is what a window draws now: the latest picture whose time has come (a local
+file's pictures are decoded a little ahead and wait in the slot until then), or the
+phase and reason for a slate. Phases are derived from time (no picture for
+``no_signal_s`` -> NO_SIGNAL), so a stalled decoder cannot leave a frozen picture on the
+wall looking live. A housekeeping thread ends warm decoders, reaps stopped threads and
+publishes ``source.state`` events on the bus when a phase changes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,6 +78,9 @@ class SourceSlot:
         self._need: tuple[int, int] = (0, 0)
         self._kf = False
         self._frame: Frame | None = None
+        # Pictures decoded ahead of their time, oldest first (``Frame.arrived`` is when
+        # each becomes current): only local files on the decode pool have any.
+        self._ahead: deque[Frame] = deque()
         self._seq = 0
         self._last_frame_wall: float | None = None
         self._error: str | None = None  # a reason that is not the session's (limits, kind)
@@ -108,15 +113,23 @@ class SourceSlot:
         return _even(width), _even(height)
 
     def offer(
-        self, session: DecodeSession, y: Plane, u: Plane, v: Plane, pts: float | None
+        self,
+        session: DecodeSession,
+        y: Plane,
+        u: Plane,
+        v: Plane,
+        pts: float | None,
+        due: float | None = None,
     ) -> None:
         retired: DecodeSession | None = None
+        now = time.monotonic()
         with self._lock:
             if session.stopping:
                 return  # being stopped (dropped or replaced): its pictures are not wanted
             if session is self.pending:
                 # The new rendition's first picture: switch now, with no gap or black frame.
                 retired, self.active, self.pending = self.active, session, None
+                self._ahead.clear()  # the old rendition's pictures decoded ahead
                 self.stats.on_stream(
                     session.codec_name,
                     session._last_size[0],
@@ -126,11 +139,20 @@ class SourceSlot:
             elif session is not self.active:
                 return  # a session being stopped
             self._seq += 1
-            was_live = self._frame is not None and (
-                time.monotonic() - self._frame.arrived <= self.hub.config.no_signal_s
+            current = self._frame
+            was_live = current is not None and (
+                now - current.arrived <= self.hub.config.no_signal_s
             )
-            self._frame = Frame(y, u, v, seq=self._seq, arrived=time.monotonic(), pts=pts)
-            self._last_frame_wall = time.time()
+            ahead = self._ahead
+            if due is not None and due > now and was_live:
+                # Decoded ahead (a local file): current from its time on, see view().
+                if ahead and ahead[-1].arrived > due:
+                    ahead.clear()  # the file's clock went back (a jump): its order wins
+                ahead.append(Frame(y, u, v, seq=self._seq, arrived=due, pts=pts))
+            else:
+                ahead.clear()
+                self._frame = Frame(y, u, v, seq=self._seq, arrived=now, pts=pts)
+                self._last_frame_wall = time.time()
         if not was_live:
             self.hub._check(self)  # announce "live" now, not at the next housekeeping tick
         if retired is not None:
@@ -284,6 +306,7 @@ class SourceSlot:
             sessions = [s for s in (self.active, self.pending) if s is not None]
             self.active = self.pending = None
             self._frame = None
+            self._ahead.clear()
             self._last_frame_wall = None
         for s in sessions:
             s.stop()
@@ -307,6 +330,15 @@ class SourceSlot:
         if self._error is not None:
             return SourceView(self.id, name, SourcePhase.FAILED, None, error=self._error)
         with self._lock:
+            ahead = self._ahead
+            if ahead and ahead[0].arrived <= now:
+                # The newest picture whose time has come; older ones were never shown
+                # (a consumer slower than the file's rate skips them, as it would live).
+                current = ahead.popleft()
+                while ahead and ahead[0].arrived <= now:
+                    current = ahead.popleft()
+                self._frame = current
+                self._last_frame_wall = time.time() - (now - current.arrived)
             frame, wall_at, session = self._frame, self._last_frame_wall, self.active
         if session is None:
             return SourceView(self.id, name, SourcePhase.IDLE, None)
