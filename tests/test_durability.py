@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import sqlite3
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 from wallctl.store import JOURNAL_SUFFIX, Store, state_at
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-PYTHON = str(ROOT / ".venv" / "bin" / "python")
-if not Path(PYTHON).exists():
-    PYTHON = sys.executable
-WRITER = HERE / "helpers" / "durable_writer.py"
 sys.path.insert(0, str(HERE / "helpers"))
 from durable_writer import position  # noqa: E402
+from kill_writer import kill_writer  # noqa: E402
 
 ROUNDS = 20
 SEED = 20240312
@@ -29,44 +20,8 @@ SEED = 20240312
 
 def run_round(state_dir: Path, delay: float, from_ready: bool) -> tuple[int | None, int | None]:
     """Start the writer, kill -9 it after ``delay``; (READY revision, last ACKed revision)."""
-    proc = subprocess.Popen(
-        [PYTHON, str(WRITER), str(state_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    ready_rev: list[int] = []
-    acks: list[int] = []
-    ready = threading.Event()
-
-    def reader() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            kind, _, value = line.strip().partition(" ")
-            if kind == "READY":
-                ready_rev.append(int(value))
-                ready.set()
-            elif kind == "ACK":
-                acks.append(int(value))
-        ready.set()
-
-    t = threading.Thread(target=reader, daemon=True)
-    t.start()
-    if from_ready:
-        assert ready.wait(30), "the writer did not start"
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-    time.sleep(delay)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
-    # Every line the writer flushed before it died is still in the pipe: read it all
-    # (a loaded machine may take a while), or the last ACK would look lost.
-    t.join(60)
-    assert not t.is_alive(), "the writer's output was not read to the end"
-    stderr = proc.stderr.read() if proc.stderr else ""
-    assert proc.returncode == -signal.SIGKILL, stderr
-    return (ready_rev[0] if ready_rev else None), (acks[-1] if acks else None)
+    killed = kill_writer(state_dir, delay, wait_ready=from_ready)
+    return killed.ready, killed.last_ack
 
 
 def check_db(db: Path, last_ack: int | None) -> int:

@@ -13,9 +13,7 @@ import resource
 import shutil
 import signal
 import sqlite3
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,13 +31,9 @@ from wallctl.walls import WallService
 from wallctl.wallstate import WallState, Window
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-WRITER = HERE / "helpers" / "durable_writer.py"
-PYTHON = str(ROOT / ".venv" / "bin" / "python")
-if not Path(PYTHON).exists():
-    PYTHON = sys.executable
 sys.path.insert(0, str(HERE / "helpers"))
 from durable_writer import position  # noqa: E402
+from kill_writer import kill_writer  # noqa: E402
 
 ALICE = Actor("alice", via="api", session="s1")
 
@@ -591,39 +585,7 @@ def test_kill_9_while_acking_loses_no_acknowledged_revision(tmp_path: Path) -> N
     last_ack = 0
     left_behind = 0
     for delay in (0.3, 0.15, 0.45):
-        proc = subprocess.Popen(
-            [PYTHON, str(WRITER), str(state_dir), "normal"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        acks: list[int] = []
-        ready = threading.Event()
-
-        def reader(
-            p: subprocess.Popen[str] = proc,
-            acks: list[int] = acks,
-            ready: threading.Event = ready,
-        ) -> None:
-            assert p.stdout is not None
-            for line in p.stdout:
-                kind, _, value = line.strip().partition(" ")
-                if kind == "READY":
-                    ready.set()
-                elif kind == "ACK":
-                    acks.append(int(value))
-            ready.set()
-
-        t = threading.Thread(target=reader, daemon=True)
-        t.start()
-        assert ready.wait(30), "the writer did not start"
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-        t.join(10)
-        assert proc.returncode == -signal.SIGKILL
+        acks = kill_writer(state_dir, delay, durability="normal").acks
         assert acks, "the writer acknowledged nothing"
         last_ack = acks[-1]
         journal = journal_of(db).read_bytes()

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import signal
 import sqlite3
-import subprocess
 import sys
 import threading
 import time
@@ -27,11 +24,8 @@ from wallctl.store import LOOP_BUSY_TIMEOUT_MS, LOOP_STALL_WARN_S, SYSTEM, Store
 from wallctl.wallstate import WallState, Window
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-WRITER = HERE / "helpers" / "durable_writer.py"
-PYTHON = str(ROOT / ".venv" / "bin" / "python")
-if not Path(PYTHON).exists():
-    PYTHON = sys.executable
+sys.path.insert(0, str(HERE / "helpers"))
+from kill_writer import kill_writer  # noqa: E402
 
 
 @pytest.fixture
@@ -212,36 +206,7 @@ async def test_a_commit_that_holds_the_loop_up_is_logged(
 
 
 def _round(state_dir: Path, delay: float) -> int | None:
-    proc = subprocess.Popen(
-        [PYTHON, str(WRITER), str(state_dir), "normal"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    acks: list[int] = []
-    ready = threading.Event()
-
-    def reader() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            kind, _, value = line.strip().partition(" ")
-            if kind == "READY":
-                ready.set()
-            elif kind == "ACK":
-                acks.append(int(value))
-        ready.set()
-
-    t = threading.Thread(target=reader, daemon=True)
-    t.start()
-    assert ready.wait(30), "the writer did not start"
-    time.sleep(delay)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
-    t.join(10)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read() if proc.stderr else ""
-    return acks[-1] if acks else None
+    return kill_writer(state_dir, delay, durability="normal").last_ack
 
 
 def test_acknowledged_changes_survive_kill_9_with_normal_durability(tmp_path: Path) -> None:
