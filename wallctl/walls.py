@@ -203,7 +203,8 @@ class WallService:
         new = edit(head, self.context(wid))
         if new.layout == head.layout and same_windows(head.windows, new.windows):
             return head
-        new = evolve(new, revision=head.revision + 1)
+        if new.revision != head.revision + 1:
+            new = evolve(new, revision=head.revision + 1)
         self._head[wid] = new
         try:
             ts = await self.store.commit_revision(new, actor, action, detail or {}, head)

@@ -86,10 +86,13 @@ def same_windows(a: tuple[Window, ...], b: tuple[Window, ...]) -> bool:
 
 
 def replace_window(state: WallState, i: int, window: Window, **changes: Any) -> WallState:
-    """``state`` with ``windows[i]`` replaced by ``window`` (the same id) and ``changes``.
+    """``state`` with ``windows[i]`` replaced by ``window`` (the same id) and ``changes``,
+    numbered as the revision after ``state``'s.
 
     The other Window objects are kept as they are (the store's patch finds the changed
     one by identity), and so are the positions: the new tuple shares the old one's index.
+    The number is the one WallService.change gives a one-edit change, so that change
+    need not copy the state once more to number it (a batch's is renumbered there).
     """
     ws = state.windows
     assert ws[i].id == window.id
@@ -102,7 +105,7 @@ def replace_window(state: WallState, i: int, window: Window, **changes: Any) -> 
     if len(_derived) >= _INDEX_SIZE:
         _derived.clear()
     _derived[id(new_ws)] = (new_ws, ws, i)
-    return evolve(state, windows=new_ws, **changes)
+    return evolve(state, windows=new_ws, revision=state.revision + 1, **changes)
 
 
 class Crop(BaseModel):

@@ -1,6 +1,7 @@
-"""The API connection's short way for whole text frames keeps websockets' semantics:
-arrival order across the short way and the assembler, websockets' own close for invalid
-UTF-8, and flow control for a client that floods without reading."""
+"""The API connection's short ways for whole text frames (past the assembler, and past
+the frame parser) keep websockets' semantics: arrival order across the short ways and
+websockets' own, websockets' own close for invalid UTF-8, unmasked and oversized frames,
+answers to control frames, and flow control for a client that floods without reading."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
-from wallctl.api.connection import ApiConnection
+from wallctl.api.connection import ApiConnection, whole_texts
 
 MASK = b"\x11\x22\x33\x44"
 
@@ -182,3 +185,160 @@ async def test_plain_recv_still_works_before_take_texts() -> None:
             await asyncio.sleep(0.02)
         w.close()
     assert got == ["before", "after"]
+
+
+# --- the short way past websockets' parser ---------------------------------------------------
+
+
+async def wait_for(cond: Any, what: str) -> None:
+    for _ in range(250):
+        if cond():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def count_parser_feeds(conn: ApiConnection) -> list[bytes]:
+    """Every read that went to websockets' parser from now on."""
+    fed: list[bytes] = []
+    receive = conn.protocol.receive_data
+
+    def spy(data: bytes | bytearray) -> None:
+        fed.append(bytes(data))
+        receive(data)
+
+    conn.protocol.receive_data = spy  # type: ignore[method-assign]
+    return fed
+
+
+async def test_whole_text_frames_go_past_the_parser_in_order(echo: tuple[Echo, int]) -> None:
+    e, port = echo
+    _r, w = await open_raw(port)
+    await wait_for(lambda: e.conn is not None, "the session")
+    assert e.conn is not None
+    fed = count_parser_feeds(e.conn)
+    # Short and 16-bit lengths, multi-byte UTF-8, in one read.
+    texts = ["a", "指挥中心" * 40, "x" * 300, '{"op":"request"}']
+    w.write(b"".join(frame(0x1, t.encode()) for t in texts))
+    await w.drain()
+    await wait_for(lambda: len(e.got) == 4, "four messages")
+    assert e.got == texts
+    assert fed == [], "whole text frames went through websockets' parser"
+    w.close()
+
+
+async def test_a_frame_cut_by_a_read_goes_to_websockets_until_it_ends(
+    echo: tuple[Echo, int],
+) -> None:
+    """A frame split over two reads leaves websockets' parser inside it: both reads go
+    to websockets; once the parser is between frames again the short way resumes."""
+    e, port = echo
+    _r, w = await open_raw(port)
+    await wait_for(lambda: e.conn is not None, "the session")
+    assert e.conn is not None
+    fed = count_parser_feeds(e.conn)
+    cut = frame(0x1, b"cut in two")
+    w.write(cut[:5])
+    await w.drain()
+    await wait_for(lambda: len(fed) == 1, "the first half at the parser")
+    w.write(cut[5:] + frame(0x1, b"after the cut"))
+    await w.drain()
+    await wait_for(lambda: len(e.got) == 2, "two messages")
+    assert len(fed) == 2
+    w.write(frame(0x1, b"short way again"))
+    await w.drain()
+    await wait_for(lambda: len(e.got) == 3, "the third message")
+    assert e.got == ["cut in two", "after the cut", "short way again"]
+    assert len(fed) == 2, "the parser was fed again although it stood between frames"
+    w.close()
+
+
+async def test_a_ping_among_texts_is_answered_and_the_texts_keep_their_order(
+    echo: tuple[Echo, int],
+) -> None:
+    e, port = echo
+    r, w = await open_raw(port)
+    w.write(frame(0x1, b"one") + frame(0x9, b"are you there") + frame(0x1, b"two"))
+    await w.drain()
+    head = await asyncio.wait_for(r.readexactly(2), 5)
+    assert head[0] == 0x8A  # pong
+    assert await r.readexactly(head[1]) == b"are you there"
+    await wait_for(lambda: len(e.got) == 2, "two messages")
+    assert e.got == ["one", "two"]
+    w.close()
+
+
+async def test_an_unmasked_or_oversized_frame_gets_websockets_own_close() -> None:
+    """The short way never accepts what websockets refuses: an unmasked client frame
+    closes with 1002, a frame over max_size with 1009, each after the text before it."""
+    for bad, code in (
+        (b"\x81\x05hello", 1002),
+        (frame(0x1, b"y" * 200), 1009),
+    ):
+        e = Echo()
+        async with serve(
+            e, "127.0.0.1", 0, compression=None, max_size=100, create_connection=ApiConnection
+        ) as server:
+            port = next(iter(server.sockets)).getsockname()[1]
+            r, w = await open_raw(port)
+            await wait_for(lambda e=e: e.conn is not None, "the session")
+            w.write(frame(0x1, b"fine"))
+            await w.drain()
+            await wait_for(lambda e=e: e.got == ["fine"], "the good message")
+            w.write(bad)
+            await w.drain()
+            head = await asyncio.wait_for(r.readexactly(2), 5)
+            assert head[0] == 0x88, "the server did not close"
+            body = await r.readexactly(head[1] & 0x7F)
+            assert struct.unpack("!H", body[:2])[0] == code
+            w.close()
+            await asyncio.wait_for(e.done.wait(), 15)
+            assert e.got == ["fine"]
+
+
+@given(
+    st.lists(st.text(max_size=300), min_size=1, max_size=8),
+    st.data(),
+)
+def test_whole_texts_splits_exactly_what_websockets_would(texts: list[str], data: Any) -> None:
+    wire = b"".join(frame(0x1, t.encode()) for t in texts)
+    assert whole_texts(wire, None) == texts
+    # Cut anywhere inside: not whole, so websockets gets the read.
+    cut = data.draw(st.integers(1, len(wire) - 1))
+    boundaries = set()
+    pos = 0
+    for t in texts:
+        pos += len(frame(0x1, t.encode()))
+        boundaries.add(pos)
+    if cut not in boundaries:
+        assert whole_texts(wire[:cut], None) is None
+    # A limit below the longest payload: websockets must answer it.
+    longest = max(len(t.encode()) for t in texts)
+    if longest:
+        assert whole_texts(wire, longest - 1) is None
+
+
+async def test_a_payload_that_looks_like_a_frame_is_not_taken_for_one(
+    echo: tuple[Echo, int],
+) -> None:
+    """The header of a frame arrives alone; its payload, read next, happens to be the
+    bytes of a whole text frame. Only the parser knows it stands inside a frame: the
+    message is the payload as text, not the frame it resembles."""
+    e, port = echo
+    _r, w = await open_raw(port)
+    await wait_for(lambda: e.conn is not None, "the session")
+    assert e.conn is not None
+    fed = count_parser_feeds(e.conn)
+    # A masked frame holding "hi", every byte >= 0x80...
+    lookalike = b"\x81\x82\x80\x80\x80\x80" + bytes(b ^ 0x80 for b in b"hi")
+    # ...sent as the masked payload of a frame whose mask flips the top bit back: the
+    # text is plain ASCII (control characters included), valid UTF-8.
+    text = bytes(b ^ 0x80 for b in lookalike)
+    w.write(bytes([0x81, 0x80 | len(text)]) + b"\x80\x80\x80\x80")
+    await w.drain()
+    await wait_for(lambda: len(fed) == 1, "the header at the parser")
+    w.write(lookalike)
+    await w.drain()
+    await wait_for(lambda: len(e.got) == 1, "the message")
+    assert e.got == [text.decode()]
+    w.close()

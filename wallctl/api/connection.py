@@ -11,6 +11,16 @@ answers websockets gives to those stay exactly its own.
 
 Flow control is kept: past ``max_queue`` waiting texts, reading from the socket pauses,
 as the assembler would pause it.
+
+A socket read that holds nothing but whole, masked, unfragmented text frames, read while
+websockets' parser stands between two frames, is split and unmasked here without
+websockets' parser (its generators and a Frame object per message cost about as much as
+the rest of receiving). Anything else in a read - a control frame, a fragment, a frame
+cut by the read, a frame over the size limit, invalid UTF-8 - hands the whole read to
+websockets, which answers it exactly as it always does. Whether the parser stands
+between frames is read from the parser itself (its innermost generator waits in
+``at_eof`` with nothing buffered), and remembered only as long as only this short way
+has been used since.
 """
 
 from __future__ import annotations
@@ -21,10 +31,59 @@ from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import Frame, Opcode
+from websockets.protocol import Protocol, State
+from websockets.streams import StreamReader
 from websockets.typing import Data
+
+try:
+    # What websockets' own frame parser unmasks with: its C speedup, when built.
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - websockets installed without its C extension
+    from websockets.utils import apply_mask
 
 _TEXT = Opcode.TEXT
 _DATA = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
+_OPEN = State.OPEN
+# The generators websockets' frame parser waits in between two frames (websockets is
+# pinned below 18; tests/api/test_connection.py notices if this changes).
+_FRAME_LOOP = Protocol.parse.__code__
+_AT_EOF = StreamReader.at_eof.__code__
+# First byte of a whole text frame (FIN, no RSV bits, opcode 1); mask bit of the second.
+_FIN_TEXT = 0x81
+_MASKED = 0x80
+
+
+def whole_texts(data: bytes, max_size: int | None) -> list[str] | None:
+    """The texts of ``data`` when it is nothing but whole, masked, unfragmented text
+    frames of at most ``max_size`` bytes holding valid UTF-8; else None."""
+    out: list[str] = []
+    n = len(data)
+    pos = 0
+    while pos < n:
+        if n - pos < 6 or data[pos] != _FIN_TEXT:
+            return None
+        second = data[pos + 1]
+        if not second & _MASKED:
+            return None
+        length = second & 0x7F
+        head = pos + 6
+        if length == 126:
+            if n - pos < 8:
+                return None
+            length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+            head = pos + 8
+        elif length == 127:
+            # 64 KiB or more: over any sensible limit; websockets says so.
+            return None
+        end = head + length
+        if end > n or (max_size is not None and length > max_size):
+            return None
+        try:
+            out.append(apply_mask(data[head:end], data[head - 4 : head]).decode())
+        except UnicodeDecodeError:
+            return None
+        pos = end
+    return out
 
 
 class ApiConnection(ServerConnection):
@@ -32,6 +91,8 @@ class ApiConnection(ServerConnection):
         super().__init__(*args, **kwargs)
         self._texts: deque[str] = deque()
         self._texts_on = False
+        # Known to stand between two frames, and fed nothing since it was seen to.
+        self._between = False
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
         # The assembler's water marks (websockets' own default for the low one).
@@ -42,6 +103,41 @@ class ApiConnection(ServerConnection):
     def take_texts(self) -> None:
         """From now on, whole text frames wait here for ``next_message``."""
         self._texts_on = True
+
+    def data_received(self, data: bytes) -> None:
+        if self._texts_on and (self._between or self._parser_between_frames()):
+            texts = whole_texts(data, self.protocol.max_message_size)
+            if (
+                texts is not None
+                and not self.recv_messages.frames.queue
+                and not self.recv_messages.get_in_progress
+            ):
+                self._between = True
+                self._texts.extend(texts)
+                high = self._high
+                if high is not None and len(self._texts) > high and not self._paused:
+                    self._paused = True
+                    self.transport.pause_reading()
+                self._wake()
+                return
+        self._between = False
+        super().data_received(data)
+
+    def _parser_between_frames(self) -> bool:
+        protocol = self.protocol
+        if (
+            protocol.state is not _OPEN
+            or protocol.reader.buffer
+            or protocol.current_size is not None
+            or protocol.extensions
+        ):
+            return False
+        parser: Any = protocol.parser
+        frames = parser.gi_yieldfrom
+        if frames is None or frames.gi_code is not _FRAME_LOOP:
+            return False
+        inner = frames.gi_yieldfrom
+        return inner is not None and inner.gi_code is _AT_EOF
 
     def process_event(self, event: Any) -> None:
         if (
