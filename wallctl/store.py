@@ -1460,9 +1460,22 @@ class Store:
         ``previous`` is the revision before it as stored: then only the patch is written.
         A revision that does not follow the stored one is refused (StoreError).
         """
-        ts = time.time()
-        await self._enqueue(self._revision_rows(state, previous, actor, action, detail, ts))
+        ts, stored = self.commit_revision_nowait(state, actor, action, detail, previous)
+        await stored
         return ts
+
+    def commit_revision_nowait(
+        self,
+        state: WallState,
+        actor: Actor,
+        action: str,
+        detail: dict[str, Any],
+        previous: WallState | None = None,
+    ) -> tuple[float, asyncio.Future[Any]]:
+        """``commit_revision`` without waiting: the revision's time, and a future that is
+        done once the revision is durable (or holds the StoreError that refused it)."""
+        ts = time.time()
+        return ts, self._enqueue(self._revision_rows(state, previous, actor, action, detail, ts))
 
     def commit_revision_sync(
         self,

@@ -9,6 +9,7 @@ made durable in the store; the caller is answered and the event sent only after 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -40,6 +41,17 @@ class WallChanged(NamedTuple):
 
 
 Listener = Callable[[WallChanged], None]
+
+
+class PendingChange(NamedTuple):
+    """A change begun (WallService.begin_change) and not yet known to be durable."""
+
+    wall: str
+    state: WallState
+    actor: Actor
+    action: str
+    ts: float
+    stored: asyncio.Future[Any]
 
 
 class WallService:
@@ -191,6 +203,30 @@ class WallService:
         An edit that changes nothing makes no revision and is answered with the current
         state, so repeating a request is harmless.
         """
+        new, pending = self.begin_change(
+            wall_id, actor, action, edit, if_revision=if_revision, detail=detail
+        )
+        if pending is None:
+            return new
+        with contextlib.suppress(Exception):
+            # A refusal is finish_change's to handle, with the rest of the outcome.
+            await pending.stored
+        return self.finish_change(pending)
+
+    def begin_change(
+        self,
+        wall_id: str | None,
+        actor: Actor,
+        action: str,
+        edit: Edit,
+        *,
+        if_revision: int | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> tuple[WallState, PendingChange | None]:
+        """The first half of ``change``, which never waits: the edit applied, numbered
+        and handed to the store. The new state, and what ``finish_change`` takes once
+        ``stored`` is done (None when the edit changed nothing: the state is the current
+        one). Edits begun later build on this one, and are stored after it."""
         if self._closed:
             raise Unavailable("the daemon is shutting down")
         wid = self.resolve_wall(wall_id)
@@ -202,21 +238,36 @@ class WallService:
             )
         new = edit(head, self.context(wid))
         if new.layout == head.layout and same_windows(head.windows, new.windows):
-            return head
+            return head, None
         if new.revision != head.revision + 1:
             new = evolve(new, revision=head.revision + 1)
         self._head[wid] = new
         try:
-            ts = await self.store.commit_revision(new, actor, action, detail or {}, head)
+            ts, stored = self.store.commit_revision_nowait(new, actor, action, detail or {}, head)
         except Exception:
-            # The store is the truth: drop the speculative head (and anything built on
-            # it, which the store refuses too) and go back to what is durable.
             self._head[wid] = self._durable[wid]
             log.exception("wall change not stored", wall=wid, revision=new.revision, action=action)
             raise Unavailable("the change could not be stored; the wall is unchanged") from None
+        return new, PendingChange(wid, new, actor, action, ts, stored)
+
+    def finish_change(self, pending: PendingChange) -> WallState:
+        """The second half of ``change``, once ``pending.stored`` is done (and in the
+        order the changes were begun): the state is durable, listeners hear of it.
+        Unavailable when the store refused it."""
+        wid, new = pending.wall, pending.state
+        try:
+            pending.stored.result()
+        except BaseException:
+            # The store is the truth: drop the speculative head (and anything built on
+            # it, which the store refuses too) and go back to what is durable.
+            self._head[wid] = self._durable[wid]
+            log.exception(
+                "wall change not stored", wall=wid, revision=new.revision, action=pending.action
+            )
+            raise Unavailable("the change could not be stored; the wall is unchanged") from None
         previous = self._durable[wid]
         self._durable[wid] = new
-        event = WallChanged(new, previous, actor, action, ts)
+        event = WallChanged(new, previous, pending.actor, pending.action, pending.ts)
         for listener in list(self._listeners):
             try:
                 listener(event)

@@ -9,6 +9,7 @@ integer, unknown fields are refused) and every failure names the field at fault.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib
 from collections.abc import Awaitable, Callable, Sequence
@@ -36,7 +37,7 @@ from wallctl.errors import (
 )
 from wallctl.redact import redact
 from wallctl.store import Actor, Store
-from wallctl.walls import WallService
+from wallctl.walls import PendingChange, WallService
 from wallctl.wallstate import Fit, WallState, Window, window_data
 
 Ident = Annotated[str, Field(min_length=1, max_length=64)]
@@ -267,6 +268,10 @@ P = TypeVar("P", bound=Params)
 Handler = Callable[[ApiContext, Actor, Any, int | None], Awaitable[Result | dict[str, Any]]]
 # For atomic batches: params -> (new state, the window concerned or None).
 EditFn = Callable[[ApiContext, Any, WallState, EditContext], tuple[WallState, Window | None]]
+# A wall edit begun without waiting (Method.begin): its answer once durable, and what
+# WallService.finish_change takes (None when nothing changed: the answer stands).
+Begun = tuple[Callable[[WallState], dict[str, Any]], WallState, PendingChange | None]
+BeginFn = Callable[[ApiContext, Actor, Any, int | None], Begun]
 
 
 @dataclass(frozen=True)
@@ -278,6 +283,9 @@ class Method(Generic[P]):
     result: type[Result]
     handler: Handler
     edit: EditFn | None = None
+    # Wall edits: the handler's work up to the store, without waiting (the API session
+    # answers from a callback once the revision is durable; see Session._edit_now).
+    begin: BeginFn | None = None
 
     @functools.cached_property
     def role(self) -> str:
@@ -339,9 +347,7 @@ def method(
 def _wall_edit(name: str, summary: str, params: type[Params], edit: EditFn) -> None:
     """Register a wall edit: one revision, answered with the revision and the window."""
 
-    async def handler(
-        ctx: ApiContext, actor: Actor, p: Any, if_revision: int | None
-    ) -> Result | dict[str, Any]:
+    def begin(ctx: ApiContext, actor: Actor, p: Any, if_revision: int | None) -> Begun:
         box: list[Window | None] = [None]
 
         def run(state: WallState, ectx: EditContext) -> WallState:
@@ -350,18 +356,33 @@ def _wall_edit(name: str, summary: str, params: type[Params], edit: EditFn) -> N
 
         # The params are flat JSON values already: cheaper than model_dump on the hot path.
         detail = {k: v for k, v in p.__dict__.items() if v is not None}
-        new = await ctx.walls.change(
+        new, pending = ctx.walls.begin_change(
             p.wall, actor, name, run, if_revision=if_revision, detail=detail
         )
         # The edit's own window: the change only numbered the state it made (or, when
         # nothing changed, kept an equal one).
         win = box[0]
-        # Shaped as `Change` (the spec's result model), built directly for speed.
-        return {
-            "wall": new.wall,
-            "revision": new.revision,
-            "window": None if win is None else window_data(win),
-        }
+
+        def answer(state: WallState) -> dict[str, Any]:
+            # Shaped as `Change` (the spec's result model), built directly for speed.
+            return {
+                "wall": state.wall,
+                "revision": state.revision,
+                "window": None if win is None else window_data(win),
+            }
+
+        return answer, new, pending
+
+    async def handler(
+        ctx: ApiContext, actor: Actor, p: Any, if_revision: int | None
+    ) -> Result | dict[str, Any]:
+        answer, new, pending = begin(ctx, actor, p, if_revision)
+        if pending is not None:
+            with contextlib.suppress(Exception):
+                # A refusal is finish_change's to raise.
+                await pending.stored
+            new = ctx.walls.finish_change(pending)
+        return answer(new)
 
     METHODS[name] = Method(
         name,
@@ -371,6 +392,7 @@ def _wall_edit(name: str, summary: str, params: type[Params], edit: EditFn) -> N
         Change,
         handler,
         edit,
+        begin,
     )
 
 
@@ -603,7 +625,7 @@ def lookup(name: str, role: str, field_name: str = "method") -> Method[Any]:
     return m
 
 
-def _prefixed(e: WallctlError) -> WallctlError:
+def prefixed(e: WallctlError) -> WallctlError:
     """The error with its field as a path from the message root (edits name bare params)."""
     if e.field is not None and not e.field.startswith(("params", "method", "if_revision")):
         e.field = f"params.{e.field}"
@@ -624,7 +646,7 @@ async def call(
     try:
         result = await m.handler(ctx, actor, p, if_revision)
     except WallctlError as e:
-        raise _prefixed(e) from None
+        raise prefixed(e) from None
     return result if isinstance(result, dict) else result.model_dump(mode="json")
 
 
