@@ -15,6 +15,11 @@ from wallctl.wall import Rect
 Fit = Literal["fit", "fill", "stretch"]
 M = TypeVar("M", bound=BaseModel)
 _set = object.__setattr__
+_new = object.__new__
+# The slots pydantic gives every model, set through their descriptors (a copy per edit).
+_set_fields = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 def evolve(model: M, **changes: Any) -> M:
@@ -25,14 +30,15 @@ def evolve(model: M, **changes: Any) -> M:
     the frozen, extra-forbidding, private-free models of this module, with values that
     were validated by the caller.
     """
-    cls = type(model)
-    new = cls.__new__(cls)
+    new = _new(type(model))
     values = model.__dict__.copy()
     values.update(changes)
     _set(new, "__dict__", values)
-    _set(new, "__pydantic_fields_set__", model.__pydantic_fields_set__ | changes.keys())
-    _set(new, "__pydantic_extra__", None)
-    _set(new, "__pydantic_private__", None)
+    fields_set = model.__pydantic_fields_set__
+    # Shared when no field is newly set: pydantic copies the set before changing one.
+    _set_fields(new, fields_set if fields_set.issuperset(changes) else fields_set | changes.keys())
+    _set_extra(new, None)
+    _set_private(new, None)
     return new
 
 
