@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -107,18 +108,9 @@ class ApiConnection(ServerConnection):
     def data_received(self, data: bytes) -> None:
         if self._texts_on and (self._between or self._parser_between_frames()):
             texts = whole_texts(data, self.protocol.max_message_size)
-            if (
-                texts is not None
-                and not self.recv_messages.frames.queue
-                and not self.recv_messages.get_in_progress
-            ):
+            if texts is not None and self._assembler_idle():
                 self._between = True
-                self._texts.extend(texts)
-                high = self._high
-                if high is not None and len(self._texts) > high and not self._paused:
-                    self._paused = True
-                    self.transport.pause_reading()
-                self._wake()
+                self._keep(texts)
                 return
         self._between = False
         super().data_received(data)
@@ -145,8 +137,7 @@ class ApiConnection(ServerConnection):
             and type(event) is Frame
             and event.opcode is _TEXT
             and event.fin
-            and not self.recv_messages.frames.queue
-            and not self.recv_messages.get_in_progress
+            and self._assembler_idle()
         ):
             try:
                 text = (
@@ -158,16 +149,26 @@ class ApiConnection(ServerConnection):
                 # websockets closes the connection for it (1007): let it.
                 super().process_event(event)
             else:
-                self._texts.append(text)
-                high = self._high
-                if high is not None and len(self._texts) > high and not self._paused:
-                    self._paused = True
-                    self.transport.pause_reading()
+                self._keep((text,))
+                return
             self._wake()
             return
         super().process_event(event)
         if type(event) is Frame and event.opcode in _DATA:
             self._wake()
+
+    def _assembler_idle(self) -> bool:
+        """Nothing waits in websockets' assembler: a text kept here is next in order."""
+        return not self.recv_messages.frames.queue and not self.recv_messages.get_in_progress
+
+    def _keep(self, texts: Iterable[str]) -> None:
+        """Keep ``texts`` for ``next_message``; past the high-water mark, stop reading."""
+        self._texts.extend(texts)
+        high = self._high
+        if high is not None and len(self._texts) > high and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
