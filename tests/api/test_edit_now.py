@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +129,58 @@ async def test_a_change_whose_requester_left_is_finished_and_announced(api: Api)
     assert moved["x"] == 900
     assert api.walls.state("main").window(win).x == 900  # type: ignore[union-attr]
     await viewer.close()
+
+
+async def test_an_answer_the_socket_cannot_take_waits_and_keeps_its_place(api: Api) -> None:
+    """The mover's own socket is backed up with events it has not read: the move's answer
+    goes behind them through websockets' send (never dropped, never overtaken by the
+    read sent behind it)."""
+    op = await api.client("op2")
+    opens = [
+        {
+            "id": i,
+            "method": "window.open",
+            "params": {"x": i * 50, "y": 0, "w": 100, "h": 100, "label": "窗口" * 8},
+        }
+        for i in range(60)
+    ]
+    assert (await op.batch(opens, "atomic"))["ok"]
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", api.server.port or 0))
+    slow = await raw_login(api.url, "op1", subscriptions=["wall"], sock=sock, max_queue=1)
+    session = next(
+        s for s in api.server.sessions.values() if s.identity and s.identity.account == "op1"
+    )
+    # Past the kernel's buffers (loopback grows the server's send buffer to megabytes).
+    for i in range(3000):
+        if session.ws.transport.get_write_buffer_size():
+            break
+        await op.call("window.move", {"window": "w2", "x": i % 2, "y": 0})
+    assert session.ws.transport.get_write_buffer_size(), "the slow socket never filled"
+    waited: list[bytes] = []
+    send_later = session._send_later
+
+    async def spy(data: bytes) -> None:
+        waited.append(data)
+        await send_later(data)
+
+    session._send_later = spy  # type: ignore[method-assign]
+    await slow.send(move(1, "w1", 1234))
+    await slow.send(json.dumps({"op": "request", "id": 2, "method": "wall.get"}))
+    for _ in range(250):
+        if session.requests >= 2 and not session._unsent:
+            break
+        await asyncio.sleep(0.02)
+    assert [json.loads(d)["id"] for d in waited] == [1], "the answer did not go behind the queue"
+    answers = []
+    while len(answers) < 2:
+        msg = await recv_json(slow, wait=10)
+        if msg["op"] == "response":
+            answers.append(msg)
+    assert [a["id"] for a in answers] == [1, 2]
+    assert answers[0]["ok"] and answers[0]["result"]["window"]["x"] == 1234
+    state = answers[1]["result"]["state"]
+    assert next(w for w in state["windows"] if w["id"] == "w1")["x"] == 1234
+    await slow.close()
+    await op.close()

@@ -534,12 +534,11 @@ class Session:
         self._bucket_config = cfg
         self.log = log.bind(session=self.id, peer=self.peer)
         # Answers owed to wall edits begun without waiting (_edit_now): not yet durable,
-        # or waiting in _outbox for the socket. Any other request waits for ``_quiet``,
-        # so answers keep the order of their requests.
+        # or waiting for the socket. Any other request waits for ``_quiet``, so answers
+        # keep the order of their requests.
         self._unsent = 0
         self._quiet = asyncio.Event()
         self._quiet.set()
-        self._outbox: deque[bytes] = deque()
         self._sender: asyncio.Task[None] | None = None
         self._ended = False
 
@@ -926,26 +925,18 @@ class Session:
         except WallctlError:
             return False
         self.requests += 1
-        counters = self.server.counters
         limited = self._limited(1)
         if limited is not None:
-            counters.count(method, limited.code)
+            self.server.counters.count(method, limited.code)
             self._answer(error_response(rid, limited))
             return True
         try:
             answer, new, pending = m.begin(self.server.ctx, self.actor, p, if_revision)
-        except WallctlError as e:
-            counters.count(method, e.code)
-            self._answer(error_response(rid, methods.prefixed(e)))
-            return True
-        except Exception:
-            self.log.exception("api request failed", method=method)
-            counters.count(method, "internal")
-            self._answer(error_response(rid, InternalError("internal error; see the daemon's log")))
+        except Exception as e:
+            self._answer(self._failed(rid, method, e))
             return True
         if pending is None:
-            counters.count(method, "ok")
-            self._answer({"op": "response", "id": rid, "ok": True, "result": answer(new)})
+            self._answer(self._succeeded(rid, method, answer(new)))
             return True
         self._unsent += 1
         self._quiet.clear()
@@ -962,52 +953,52 @@ class Session:
         pending: PendingChange,
         _stored: asyncio.Future[Any],
     ) -> None:
-        counters = self.server.counters
         try:
             # Whatever becomes of the session, the change is finished: listeners hear.
             new = self.server.ctx.walls.finish_change(pending)
-        except WallctlError as e:
-            counters.count(method, e.code)
-            reply = error_response(rid, methods.prefixed(e))
-        except Exception:
-            self.log.exception("api request failed", method=method)
-            counters.count(method, "internal")
-            reply = error_response(rid, InternalError("internal error; see the daemon's log"))
+        except Exception as e:
+            reply = self._failed(rid, method, e)
         else:
-            counters.count(method, "ok")
-            reply = {"op": "response", "id": rid, "ok": True, "result": answer(new)}
+            reply = self._succeeded(rid, method, answer(new))
         self._unsent -= 1
         self._answer(reply)
 
+    def _succeeded(self, rid: int | str, method: str, result: dict[str, Any]) -> dict[str, Any]:
+        self.server.counters.count(method, "ok")
+        return {"op": "response", "id": rid, "ok": True, "result": result}
+
+    def _failed(self, rid: int | str, method: str, e: Exception) -> dict[str, Any]:
+        """The answer to a wall edit that failed, as ``_request`` gives it (the caller
+        is handling ``e``: a log of it carries its traceback)."""
+        if isinstance(e, WallctlError):
+            self.server.counters.count(method, e.code)
+            return error_response(rid, methods.prefixed(e))
+        self.log.exception("api request failed", method=method)
+        self.server.counters.count(method, "internal")
+        return error_response(rid, InternalError("internal error; see the daemon's log"))
+
     def _answer(self, reply: dict[str, Any]) -> None:
-        """Send an answer of _edit_now: straight to the socket when it takes it and
-        nothing is queued before it, else behind the queue, by a task (backpressure)."""
+        """Send an answer of _edit_now: straight to the socket when it takes it, else
+        by a task that waits for the client to read (backpressure). One answer at most
+        is ever owed here: _edit_now begins nothing while one is."""
         if self._ended:
             self._settled()
             return
         data = _utf8(reply)
-        if not self._outbox and self._reply_now(data):
+        if self._reply_now(data):
             self._settled()
             return
         self._unsent += 1
-        self._outbox.append(data)
-        if self._sender is None:
-            self._sender = asyncio.get_running_loop().create_task(
-                self._send_outbox(), name=f"api-answers-{self.id}"
-            )
+        self._sender = asyncio.get_running_loop().create_task(
+            self._send_later(data), name=f"api-answer-{self.id}"
+        )
 
-    async def _send_outbox(self) -> None:
+    async def _send_later(self, data: bytes) -> None:
         try:
-            while self._outbox:
-                try:
-                    await self.ws.send(self._outbox[0], text=True)
-                except ConnectionClosed:
-                    self._unsent -= len(self._outbox)
-                    self._outbox.clear()
-                    return
-                self._outbox.popleft()
-                self._unsent -= 1
+            with contextlib.suppress(ConnectionClosed):
+                await self.ws.send(data, text=True)
         finally:
+            self._unsent -= 1
             self._sender = None
             self._settled()
 
