@@ -206,8 +206,10 @@ class WallService:
         new, pending = self.begin_change(
             wall_id, actor, action, edit, if_revision=if_revision, detail=detail
         )
-        if pending is None:
-            return new
+        return new if pending is None else await self.completed(pending)
+
+    async def completed(self, pending: PendingChange) -> WallState:
+        """Wait for a begun change to be stored, then finish it (finish_change)."""
         with contextlib.suppress(Exception):
             # A refusal is finish_change's to handle, with the rest of the outcome.
             await pending.stored

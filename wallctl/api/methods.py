@@ -9,7 +9,6 @@ integer, unknown fields are refused) and every failure names the field at fault.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import importlib
 from collections.abc import Awaitable, Callable, Sequence
@@ -378,10 +377,7 @@ def _wall_edit(name: str, summary: str, params: type[Params], edit: EditFn) -> N
     ) -> Result | dict[str, Any]:
         answer, new, pending = begin(ctx, actor, p, if_revision)
         if pending is not None:
-            with contextlib.suppress(Exception):
-                # A refusal is finish_change's to raise.
-                await pending.stored
-            new = ctx.walls.finish_change(pending)
+            new = await ctx.walls.completed(pending)
         return answer(new)
 
     METHODS[name] = Method(
