@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
-from wallctl.api.connection import ApiConnection, whole_texts
+from wallctl.api.connection import RECV_BYTES, ApiConnection, whole_texts
 
 MASK = b"\x11\x22\x33\x44"
 
@@ -27,8 +27,10 @@ def frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
     n = len(payload)
     if n < 126:
         head += bytes([0x80 | n])
-    else:
+    elif n < 65536:
         head += bytes([0x80 | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
     return head + MASK + bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
 
 
@@ -341,4 +343,22 @@ async def test_a_payload_that_looks_like_a_frame_is_not_taken_for_one(
     await w.drain()
     await wait_for(lambda: len(e.got) == 1, "the message")
     assert e.got == [text.decode()]
+    w.close()
+
+
+async def test_reads_are_64_kib_and_a_bigger_message_still_arrives_whole(
+    echo: tuple[Echo, int],
+) -> None:
+    """Each socket read asks for RECV_BYTES, not asyncio's 256 KiB (a buffer that size
+    costs an mmap and a munmap per read); a message several reads long is still one."""
+    e, port = echo
+    _r, w = await open_raw(port)
+    await wait_for(lambda: e.conn is not None, "the session")
+    assert e.conn is not None
+    assert e.conn.transport.max_size == RECV_BYTES  # type: ignore[attr-defined]
+    big = "指" * 70_000  # 210,000 bytes of UTF-8: at least four reads
+    w.write(frame(0x1, b"before") + frame(0x1, big.encode()) + frame(0x1, b"after"))
+    await w.drain()
+    await wait_for(lambda: len(e.got) == 3, "three messages")
+    assert e.got == ["before", big, "after"]
     w.close()
