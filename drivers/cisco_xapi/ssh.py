@@ -46,7 +46,7 @@ if logging.getLogger("asyncssh").level == logging.NOTSET:
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 # ``ssh-keygen -lf`` prints SHA256 fingerprints as unpadded base64 of 32 bytes.
-FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
+FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}\Z")
 KNOWN_HOSTS_NAME = "known_hosts"
 READ_CHUNK = 4096
 # A known_hosts file is small; one that is not is not ours to parse.

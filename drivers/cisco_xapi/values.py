@@ -15,10 +15,11 @@ from drivers.errors import InvalidParams
 
 # SIP URIs (sip:user@host;transport=tls), H.323 IDs and E.164 numbers (+8657212345678),
 # IP##extension, DTMF-style suffixes (*, #) and the usual URI punctuation. Nothing else:
-# no quotes, no spaces, no backslashes, no control characters.
-DIAL_STRING = re.compile(r"^[A-Za-z0-9@.:_+\-*#/=;!~%]{1,255}$")
+# no quotes, no spaces, no backslashes, no control characters. ``\Z``, not ``$``: ``$``
+# also matches before a trailing line break, which would end the tshell command early.
+DIAL_STRING = re.compile(r"^[A-Za-z0-9@.:_+\-*#/=;!~%]{1,255}\Z")
 # Command and status path elements: ``Dial``, ``Audio``, ``Microphones``.
-NODE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")
+NODE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}\Z")
 MAX_TEXT = 255
 
 

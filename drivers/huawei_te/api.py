@@ -31,7 +31,7 @@ from typing import Any, Literal
 from drivers.errors import InvalidParams
 
 ACTION_PATH = "/action.cgi"
-ACTION_RE = re.compile(r"^WEB_[A-Za-z0-9]{1,64}API$")
+ACTION_RE = re.compile(r"^WEB_[A-Za-z0-9]{1,64}API\Z")
 COOKIE_NAME = "SessionID"
 MAX_BODY = 1024 * 1024
 
@@ -86,7 +86,7 @@ END_REASONS = {
 }
 
 # Dial strings: SIP URIs, H.323 aliases, E.164 numbers, IP##extension.
-DIAL_STRING = re.compile(r"^[A-Za-z0-9@.:_+\-*#/=;!~%]{1,128}$")
+DIAL_STRING = re.compile(r"^[A-Za-z0-9@.:_+\-*#/=;!~%]{1,128}\Z")
 
 
 class ApiFailure(Exception):

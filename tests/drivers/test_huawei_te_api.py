@@ -241,3 +241,12 @@ def test_numbers_are_checked(hostile: str) -> None:
     with pytest.raises(InvalidParams) as e:
         api.check_number(hostile)
     assert e.value.field == "number"
+
+
+@pytest.mark.parametrize("value", ["0\n", "sip:alice@example.com\n", "8000\r\n"])
+def test_a_number_with_a_trailing_line_break_is_refused(value: str) -> None:
+    """A regex ending in "$" also matches before a final line break: refused all the same."""
+    with pytest.raises(InvalidParams, match=r"may hold only .*found '\\n'|found '\\r'"):
+        api.check_number(value)
+    with pytest.raises(ValueError):
+        api.check_action("WEB_GetMailboxDataAPI\n")

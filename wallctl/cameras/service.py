@@ -26,7 +26,7 @@ from wallctl.store import SYSTEM, Actor
 
 log = get_logger("wallctl.cameras")
 
-_URL = re.compile(r"^onvif://([A-Za-z0-9][A-Za-z0-9_.-]{0,63})(?:/([^/?#]{1,64}))?/?$")
+_URL = re.compile(r"^onvif://([A-Za-z0-9][A-Za-z0-9_.-]{0,63})(?:/([^/?#]{1,64}))?/?\Z")
 
 Publish = Callable[[str, str, dict[str, Any], Actor], None]
 
