@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,3 +212,22 @@ async def recv_json(ws: Any, wait: float = 5) -> Any:
 
     async with asyncio.timeout(wait):
         return json.loads(await ws.recv())
+
+
+async def slow_reader(api: Api, op: Client, account: str) -> Any:
+    """``account`` identified on a socket with a 4 KiB receive buffer and subscribed to
+    ``wall``, after ``op`` filled the wall with 60 labelled windows: each wall event is
+    big, so the buffers fill quickly while it does not read."""
+    opens = [
+        {
+            "id": i,
+            "method": "window.open",
+            "params": {"x": i * 50, "y": 0, "w": 100, "h": 100, "label": "窗口" * 8},
+        }
+        for i in range(60)
+    ]
+    assert (await op.batch(opens, "atomic"))["ok"]
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", api.server.port or 0))
+    return await raw_login(api.url, account, subscriptions=["wall"], sock=sock, max_queue=1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from wallctl.client import ApiError, ConnectionRefused
 
-from .conftest import Api, raw_login, recv_json, start_api, stop_api
+from .conftest import Api, raw_login, recv_json, slow_reader, start_api, stop_api
 
 
 async def bystander_ok(api: Api) -> None:
@@ -241,20 +240,7 @@ async def test_client_that_never_reads(tmp_path: Path, accounts_db: Path) -> Non
     api = await start_api(tmp_path, accounts_db, event_queue=16)
     try:
         op = await api.client("op1")
-        # Big events: a wall of 64 windows, so the socket buffers fill quickly.
-        opens = [
-            {
-                "id": i,
-                "method": "window.open",
-                "params": {"x": i * 50, "y": 0, "w": 100, "h": 100, "label": "窗口" * 8},
-            }
-            for i in range(60)
-        ]
-        assert (await op.batch(opens, "atomic"))["ok"]
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", api.server.port or 0))
-        slow = await raw_login(api.url, "viewer1", subscriptions=["wall"], sock=sock, max_queue=1)
+        slow = await slow_reader(api, op, "viewer1")
         sub = next(
             s.sub
             for s in api.server.sessions.values()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 
 import wallctl.store as store_mod
 
-from .conftest import Api, raw_login, recv_json, start_api, stop_api
+from .conftest import Api, raw_login, recv_json, slow_reader, start_api, stop_api
 
 
 def move(rid: int, window: str, x: int, **extra: Any) -> str:
@@ -136,19 +135,7 @@ async def test_an_answer_the_socket_cannot_take_waits_and_keeps_its_place(api: A
     goes behind them through websockets' send (never dropped, never overtaken by the
     read sent behind it)."""
     op = await api.client("op2")
-    opens = [
-        {
-            "id": i,
-            "method": "window.open",
-            "params": {"x": i * 50, "y": 0, "w": 100, "h": 100, "label": "窗口" * 8},
-        }
-        for i in range(60)
-    ]
-    assert (await op.batch(opens, "atomic"))["ok"]
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", api.server.port or 0))
-    slow = await raw_login(api.url, "op1", subscriptions=["wall"], sock=sock, max_queue=1)
+    slow = await slow_reader(api, op, "op1")
     session = next(
         s for s in api.server.sessions.values() if s.identity and s.identity.account == "op1"
     )
