@@ -8,7 +8,10 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from wallctl.wall import Wall
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -75,3 +78,25 @@ def print_table(
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def bench_wall() -> Wall:
+    """The wall the store benchmarks edit: 2 x 2 tiles of 1920 x 1080 (1209.6 mm wide
+    each, a 55" panel), as a wallctl Wall."""
+    from wallctl.config import WallConfig
+    from wallctl.wall import Wall
+
+    return Wall.from_config(
+        WallConfig.model_validate(
+            {
+                "tiles": {
+                    "rows": 2,
+                    "cols": 2,
+                    "width_mm": 1209.6,
+                    "height_mm": 680.4,
+                    "width_px": 1920,
+                    "height_px": 1080,
+                }
+            }
+        )
+    )

@@ -18,30 +18,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _common import write_result
+from _common import bench_wall, write_result
 
 from wallctl import edits
-from wallctl.config import WallConfig
 from wallctl.store import Actor, Store
-from wallctl.wall import Wall
 from wallctl.walls import WallService
 
 SEQUENTIAL = 400
 CALLERS = 50
 PER_CALLER = 20
 ACTOR = Actor("bench", via="cli")
-WALL = WallConfig.model_validate(
-    {
-        "tiles": {
-            "rows": 2,
-            "cols": 2,
-            "width_mm": 1209.6,
-            "height_mm": 680.4,
-            "width_px": 1920,
-            "height_px": 1080,
-        }
-    }
-)
 
 
 def move_edit(s, c):  # type: ignore[no-untyped-def]
@@ -51,7 +37,7 @@ def move_edit(s, c):  # type: ignore[no-untyped-def]
 
 async def service_rates(work: Path) -> tuple[float, float, int, int]:
     store = Store(work / "svc.db", "full")
-    service = WallService(store, [Wall.from_config(WALL)], [], {})
+    service = WallService(store, [bench_wall()], [], {})
     await service.load()
     await service.change(
         None,

@@ -29,34 +29,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _common import write_result
+from _common import bench_wall, write_result
 
 from wallctl import edits
-from wallctl.config import WallConfig
 from wallctl.store import Actor, Store
-from wallctl.wall import Wall
 from wallctl.walls import WallService
 
 VARIANTS = ("journal", "loop_commit")
 ACTOR = Actor("bench", via="api", session="s1")
-WALL = WallConfig.model_validate(
-    {
-        "tiles": {
-            "rows": 2,
-            "cols": 2,
-            "width_mm": 1209.6,
-            "height_mm": 680.4,
-            "width_px": 1920,
-            "height_px": 1080,
-        }
-    }
-)
 
 
 async def run(db: Path, variant: str, callers: int, moves: int) -> dict[str, float]:
     store = Store(db, "normal", journal=variant != "loop_commit")
     try:
-        svc = WallService(store, [Wall.from_config(WALL)], [], {})
+        svc = WallService(store, [bench_wall()], [], {})
         await svc.load()
         ids = []
         for _ in range(callers):
